@@ -1,0 +1,11 @@
+//! compute: the brute-force search kernel, its timing loop and cost model, and (in `client`)
+//! the worker that takes ranges from manage.
+//!
+//! Definitions used everywhere: s(n) is the sum of the proper divisors of n (s(1) = 0); n is
+//! perfect when n >= 2 and s(n) = n. A range is half-open `[lo, hi)` with `1 <= lo <= hi`.
+//! The checksum of a range is the wrapping u64 sum of (s(n) mod 2^64) over it.
+
+pub mod cost;
+pub mod kernel;
+
+pub use kernel::{scan, Algorithm, ScanError, ScanOutcome};

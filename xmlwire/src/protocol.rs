@@ -1,0 +1,1 @@
+//! sigma's messages (filled in by the xmlwire issue).
