@@ -8,6 +8,22 @@
 //!
 //! This crate must not panic on any input; a panic is a critical bug. It allocates nothing per
 //! message once its buffers have grown to the largest message seen.
+//!
+//! # What the reader accepts
+//!
+//! XML 1.0 as sigma needs it: the XML declaration and other processing instructions (skipped),
+//! comments (skipped), elements, attributes quoted either way, text, CDATA sections, the five
+//! predefined entities and character references (checked while tokenizing, resolved on demand
+//! by [`XmlStr`]). Everything must be valid UTF-8 made of XML 1.0 characters.
+//!
+//! It refuses, each with its own [`ErrorKind`] and the stream offset of the offending byte:
+//! DOCTYPE (so no entity is ever defined or expanded), malformed or mismatched tags, duplicate
+//! attributes, bad references, `<` in attribute values, `]]>` in text, `--` in comments, and
+//! anything over its [`Limits`].
+//!
+//! Deliberate restrictions: names are ASCII, `[A-Za-z_:][A-Za-z0-9_:.-]*` (sigma's names are;
+//! it keeps name checks a table lookup); a reference is at most 32 bytes long; no line-end or
+//! attribute-value normalization is done (text comes out as it was sent: see [`XmlStr`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -15,6 +31,7 @@ pub mod error;
 pub mod escape;
 pub mod protocol;
 pub mod reader;
+mod scan;
 pub mod token;
 pub mod writer;
 
