@@ -21,7 +21,7 @@ fn sextet(c: u8) -> Option<u8> {
 
 /// Whether `s` is canonical base64.
 pub(crate) fn is_canonical(s: &[u8]) -> bool {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return false;
     }
     let pad = s.iter().rev().take(2).take_while(|&&c| c == b'=').count();

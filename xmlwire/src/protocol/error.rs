@@ -150,16 +150,12 @@ impl DecodeError {
         self.problem.description()
     }
 
-    /// The element or attribute name, looked up in the frame the error came from (`"?"` for a
+    /// The element or attribute name, looked up in the frame the error came from (empty for a
     /// span that is not in `frame`).
     pub fn name<'a>(&self, frame: &Frame<'a>) -> &'a str {
         match self.name {
             Name::Known(name) => name,
-            Name::At(span) => frame
-                .bytes
-                .get(span.start as usize..span.end as usize)
-                .and_then(|bytes| std::str::from_utf8(bytes).ok())
-                .unwrap_or("?"),
+            Name::At(span) => frame.str(span),
         }
     }
 

@@ -520,13 +520,12 @@ impl<'a> Program<'a> {
         })
     }
 
-    /// Writes the attributes and `>`.
+    /// Writes the attributes.
     fn encode_attrs(&self, w: &mut Writer<'_>) {
         w.attr("language", self.language.as_str())
             .attr_xml("name", self.name)
             .attr_u64("time-limit-ms", self.time_limit_ms)
-            .attr_u64("memory-limit-mb", self.memory_limit_mb)
-            .end_open();
+            .attr_u64("memory-limit-mb", self.memory_limit_mb);
     }
 
     /// Writes the children.
@@ -605,6 +604,7 @@ impl<'a> Job<'a> {
     pub(super) fn encode(&self, w: &mut Writer<'_>) {
         w.open("job").attr_u64("id", self.id);
         self.program.encode_attrs(w);
+        w.end_open();
         self.program.encode_children(w);
         w.close("job");
     }
@@ -647,9 +647,11 @@ impl<'a> Run<'a> {
     }
 
     pub(super) fn encode(&self, w: &mut Writer<'_>) {
-        w.open("run").attr("schedule", self.schedule.as_str());
-        opt_attr_hex(w, "mac", self.mac);
+        w.open("run");
         self.program.encode_attrs(w);
+        w.attr("schedule", self.schedule.as_str());
+        opt_attr_hex(w, "mac", self.mac);
+        w.end_open();
         self.program.encode_children(w);
         w.close("run");
     }

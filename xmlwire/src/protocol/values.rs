@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::base64;
 use super::error::Problem;
-use crate::XmlStr;
+use crate::{ErrorKind, XmlStr};
 
 /// An enum whose values travel as fixed keywords.
 pub(crate) trait Keyword: Sized + Copy {
@@ -152,6 +152,17 @@ keywords! {
     }
 }
 
+impl ErrorCode {
+    /// The code to send when the [`Reader`](crate::Reader) fails: `too-large` for a message
+    /// over the size or token limit, `bad-xml` for everything else.
+    pub fn for_reader_error(error: &crate::Error) -> ErrorCode {
+        match error.kind {
+            ErrorKind::MessageTooLarge | ErrorKind::TooManyTokens => ErrorCode::TooLarge,
+            _ => ErrorCode::BadXml,
+        }
+    }
+}
+
 /// Parses a protocol number: ASCII digits only, no sign, no leading zero (except `0` itself),
 /// no whitespace, at most `u64::MAX`. References such as `&#49;` are not digits.
 pub(crate) fn parse_u64(text: &str) -> Result<u64, Problem> {
@@ -206,7 +217,7 @@ impl<'a> Hex<'a> {
             return Err(Problem::HexTooLong);
         }
         let hex = |c: &u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
-        if bytes.is_empty() || bytes.len() % 2 != 0 || !bytes.iter().all(hex) {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(2) || !bytes.iter().all(hex) {
             return Err(Problem::BadHex);
         }
         Ok(Hex(text))
