@@ -181,11 +181,8 @@ fn read_from_stops_at_the_cap() {
         ..Limits::default()
     };
     let mut reader = Reader::new(limits);
-    let input = [b'<', b'a', b' ']
-        .iter()
-        .chain(std::iter::repeat(&b' ').take(20_000))
-        .copied()
-        .collect::<Vec<u8>>();
+    let mut input = b"<a ".to_vec();
+    input.resize(20_003, b' ');
     let mut source = &input[..];
     let error = loop {
         let n = reader.read_from(&mut source).unwrap();
