@@ -44,7 +44,7 @@ use cursor::Cursor;
 pub const PROTOCOL_VERSION: u64 = 1;
 
 /// One message of sigma's protocol: one variant per element.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Message<'a> {
     /// `<hello>`: compute → manage, first on the work connection.

@@ -190,30 +190,38 @@ impl<'f, 'a> Cursor<'f, 'a> {
         Base64::new(text).ok_or(DecodeError::known(Problem::BadBase64, name))
     }
 
-    /// The attributes of `tag`, checked against `names`: an attribute not in `names` is an error
-    /// when `strict`, and ignored otherwise.
+    /// The attributes of `tag`, checked against `names`. An attribute not in `names` is an
+    /// error when `strict`; otherwise the first one is kept for [`Attrs::reject_unknown`].
     pub fn attrs<const N: usize>(
         &self,
         tag: &Tag<'a>,
         names: &'static [&'static str; N],
         strict: bool,
     ) -> Result<Attrs<'a, N>, DecodeError> {
-        let mut values = [None; N];
+        let mut attrs = Attrs {
+            names,
+            values: [None; N],
+            unknown: None,
+        };
         for token in tag.attrs {
             let Token::Attribute { name, value } = *token else {
                 return Err(broken());
             };
             let text = self.str(name);
             match names.iter().position(|known| *known == text) {
-                Some(i) if values[i].is_some() => {
+                Some(i) if attrs.values[i].is_some() => {
                     return Err(DecodeError::at(Problem::DuplicateAttribute, name));
                 }
-                Some(i) => values[i] = Some(self.str(value)),
-                None if strict => return Err(DecodeError::at(Problem::UnknownAttribute, name)),
-                None => {}
+                Some(i) => attrs.values[i] = Some(self.str(value)),
+                None => {
+                    attrs.unknown = attrs.unknown.or(Some(name));
+                }
             }
         }
-        Ok(Attrs { names, values })
+        if strict {
+            attrs.reject_unknown()?;
+        }
+        Ok(attrs)
     }
 }
 
@@ -222,9 +230,19 @@ impl<'f, 'a> Cursor<'f, 'a> {
 pub(crate) struct Attrs<'a, const N: usize> {
     names: &'static [&'static str; N],
     values: [Option<&'a str>; N],
+    /// The first attribute not in `names`.
+    unknown: Option<Span>,
 }
 
 impl<'a, const N: usize> Attrs<'a, N> {
+    /// An error naming the first attribute not in the element's list, if there was one.
+    pub fn reject_unknown(&self) -> Result<(), DecodeError> {
+        match self.unknown {
+            Some(name) => Err(DecodeError::at(Problem::UnknownAttribute, name)),
+            None => Ok(()),
+        }
+    }
+
     /// The raw value of `name` (which must be one of this element's names).
     pub fn get(&self, name: &'static str) -> Option<&'a str> {
         let i = self.names.iter().position(|known| *known == name);

@@ -62,7 +62,7 @@ fn once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Decoded<()> {
 }
 
 /// The first message of a compute's work connection.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Hello<'a> {
     /// The protocol version the compute speaks ([`PROTOCOL_VERSION`]).
@@ -110,21 +110,21 @@ impl<'a> Hello<'a> {
     /// or malformed ones left at zero, empty, `sieve`), so that manage can answer it with
     /// [`Hello::check_version`] rather than with a bad-message error.
     pub(super) fn decode(cur: &mut Cursor<'_, 'a>, tag: &Tag<'a>) -> Decoded<Self> {
-        let lenient = cur.attrs(tag, &Self::NAMES, false)?;
-        let version = lenient.u64("version")?;
+        let a = cur.attrs(tag, &Self::NAMES, false)?;
+        let version = a.u64("version")?;
         if version != PROTOCOL_VERSION {
             // Its content, too, is none of our business.
             cur.skip_rest();
             return Ok(Hello {
                 version,
-                host: lenient.xml("host").unwrap_or(XmlStr::Plain("")),
-                pid: lenient.u64("pid").unwrap_or(0),
-                threads: lenient.u64("threads").unwrap_or(0),
-                algorithm: lenient.keyword("algorithm").unwrap_or(Algorithm::Sieve),
-                ops_per_sec: lenient.u64("ops-per-sec").unwrap_or(0),
+                host: a.xml("host").unwrap_or(XmlStr::Plain("")),
+                pid: a.u64("pid").unwrap_or(0),
+                threads: a.u64("threads").unwrap_or(0),
+                algorithm: a.keyword("algorithm").unwrap_or(Algorithm::Sieve),
+                ops_per_sec: a.u64("ops-per-sec").unwrap_or(0),
             });
         }
-        let a = cur.attrs(tag, &Self::NAMES, true)?;
+        a.reject_unknown()?;
         cur.no_content(tag, "hello")?;
         Ok(Hello {
             version,
@@ -153,7 +153,7 @@ impl<'a> Hello<'a> {
 }
 
 /// manage's answer to a hello: who the compute is, and how long a range should take.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Welcome<'a> {
     /// The id manage gave this compute.
@@ -191,7 +191,7 @@ impl<'a> Welcome<'a> {
 }
 
 /// The answer to the latest nonce manage sent on this connection.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Auth<'a> {
     /// HMAC-SHA-256 of the nonce's bytes, keyed with the shared token.
@@ -416,7 +416,7 @@ impl Ack {
 }
 
 /// The first message of a compute's control connection.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Control<'a> {
     /// The id from the compute's welcome.
@@ -444,7 +444,7 @@ impl<'a> Control<'a> {
 }
 
 /// manage tells a compute to stop.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Shutdown<'a> {
     /// Why, for people.
@@ -473,7 +473,7 @@ impl<'a> Shutdown<'a> {
 
 /// A program to compile (when its language needs it) and run, with its limits: the part a
 /// `<run>` and a `<job>` share.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Program<'a> {
     /// Its language.
@@ -580,7 +580,7 @@ fn check_payload(payload: &Payload<'_>, name: &'static str) -> Decoded<()> {
 }
 
 /// manage asks a compute to run a program.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Job<'a> {
     /// The job's id, chosen by manage; the job-result repeats it.
@@ -615,7 +615,7 @@ impl<'a> Job<'a> {
 }
 
 /// report asks manage to run a program on a compute.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Run<'a> {
     /// Which compute runs it.
@@ -662,7 +662,7 @@ impl<'a> Run<'a> {
 }
 
 /// How a program run ended, with what it printed.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct JobResult<'a> {
     /// The job's id.
@@ -789,7 +789,7 @@ impl<'a> JobResult<'a> {
 }
 
 /// A perfect number in the status document, with who found it and when.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct FoundPerfect<'a> {
     /// The number.
@@ -815,7 +815,7 @@ pub struct LeaseStatus {
 }
 
 /// A connected compute, in the status document.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ComputeStatus<'a> {
     /// Its id.
@@ -841,7 +841,7 @@ pub struct ComputeStatus<'a> {
 }
 
 /// The state of the search: report's `--xml` prints this document.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Status<'a> {
     /// How many numbers have been tested.
@@ -1010,7 +1010,7 @@ fn decode_lease<const N: usize>(a: &Attrs<'_, N>) -> Decoded<Option<LeaseStatus>
 }
 
 /// report asks manage to stop the search and every compute.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Kill<'a> {
     /// The answer to manage's challenge, when manage requires a token.
@@ -1034,7 +1034,7 @@ impl<'a> Kill<'a> {
 }
 
 /// manage requires a token: answer this nonce with a MAC on the request.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Challenge<'a> {
     /// Fresh random bytes.
@@ -1082,7 +1082,7 @@ impl Stopping {
 }
 
 /// Something went wrong; after most codes the sender closes the connection.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ErrorMessage<'a> {
     /// What kind of error.

@@ -391,7 +391,7 @@ impl<'l> IntoIterator for &'l PerfectList {
 }
 
 /// A program's source or standard input: XML text when it is text XML can carry, else base64.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Payload<'a> {
     /// Text, escaped (or in one CDATA section) on the wire.
@@ -408,6 +408,10 @@ impl Payload<'_> {
     pub fn bytes_into(&self, out: &mut Vec<u8>) {
         match self {
             Payload::Text(text) => {
+                if let Some(plain) = text.as_plain() {
+                    out.extend_from_slice(plain.as_bytes());
+                    return;
+                }
                 for c in text.chars() {
                     let mut utf8 = [0u8; 4];
                     out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
