@@ -1,1 +1,109 @@
-fn main() {}
+//! manage: sigma's server. One thread, one mio poll: it hands every compute a range of numbers
+//! sized to take about the target time on that compute, tracks them, keeps the results, and
+//! shuts the cluster down cleanly on SIGINT, SIGQUIT, SIGHUP or SIGTERM.
+#![forbid(unsafe_code)]
+
+mod connection;
+mod local;
+mod server;
+mod verify;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// sigma's server: hands out ranges of numbers to computes and gathers the perfect numbers.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Address to listen on, for computes and report.
+    #[arg(long, default_value = "0.0.0.0:8128", value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// First number of the search.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = parse_number)]
+    start: u64,
+    /// Last number of the search (inclusive); default: as far as u64 reaches.
+    #[arg(long, value_name = "N", value_parser = parse_number)]
+    until: Option<u64>,
+    /// How long each range should take on its compute, in seconds.
+    #[arg(long, default_value_t = 15.0, value_name = "S")]
+    target_seconds: f64,
+    /// Shut the cluster down and exit 0 once every number is tested.
+    #[arg(long)]
+    exit_when_done: bool,
+    /// Also start N computes on this host (the compute binary beside this one).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    local: usize,
+    /// How long a shutdown waits for the computes' last partial results, in seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    shutdown_grace: f64,
+}
+
+/// Strict decimal: digits only, no sign, no leading zeros, no overflow.
+fn parse_number(text: &str) -> Result<u64, String> {
+    let well_formed = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if !well_formed {
+        return Err(format!("{text:?} is not a plain decimal number"));
+    }
+    text.parse()
+        .map_err(|_| format!("{text} is larger than {}", u64::MAX))
+}
+
+fn seconds(value: f64, what: &str) -> Result<Duration, String> {
+    if value.is_finite() && value > 0.0 && value <= 86_400.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!(
+            "{what} must be between 0 and 86400 seconds, not {value}"
+        ))
+    }
+}
+
+fn config_from(cli: Cli) -> Result<server::Config, String> {
+    // The largest number a half-open u64 range [lo, hi) can reach.
+    let until = cli.until.unwrap_or(u64::MAX - 1);
+    if cli.start == 0 {
+        return Err("--start must be at least 1".into());
+    }
+    if until == u64::MAX {
+        return Err(format!("--until can be at most {}", u64::MAX - 1));
+    }
+    if until < cli.start {
+        return Err(format!("--until {until} is below --start {}", cli.start));
+    }
+    Ok(server::Config {
+        listen: cli.listen,
+        start: cli.start,
+        until,
+        target: seconds(cli.target_seconds, "--target-seconds")?,
+        exit_when_done: cli.exit_when_done,
+        local_computes: cli.local,
+        shutdown_grace: seconds(cli.shutdown_grace, "--shutdown-grace")?,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let config = match config_from(cli) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("manage: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            log::error!("{message}");
+            eprintln!("manage: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,382 @@
-fn main() {}
+//! report: sigma's client. Shows the perfect numbers found, how many numbers are tested, and the
+//! computes at work; `-k` asks manage to shut the whole cluster down.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use xmlwire::protocol::{self, Message, Status};
+use xmlwire::{Limits, Reader, XmlStr};
+
+const DEFAULT_PORT: u16 = 8128;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shows what a sigma cluster found and who is working on it.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// manage's address.
+    #[arg(default_value = "127.0.0.1:8128", value_name = "HOST[:PORT]")]
+    server: String,
+    /// Shut the whole cluster down (manage and every compute), cleanly.
+    #[arg(short = 'k', long = "kill", conflicts_with_all = ["xml", "watch"])]
+    kill: bool,
+    /// Print the raw status document (its shape is fixed in docs/protocol.md).
+    #[arg(long, conflicts_with = "watch")]
+    xml: bool,
+    /// Redraw the view every SECONDS (default 2) until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    watch: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("report: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let address = resolve(&cli.server)?;
+    let mut link = Link::connect(address)?;
+    if cli.kill {
+        return kill(&mut link, address);
+    }
+    if let Some(seconds) = cli.watch {
+        if !(seconds.is_finite() && (0.1..=3600.0).contains(&seconds)) {
+            return Err(format!("--watch takes 0.1 to 3600 seconds, not {seconds}"));
+        }
+        return watch(&mut link, address, Duration::from_secs_f64(seconds));
+    }
+    let mut out = io::stdout().lock();
+    link.request_status(|raw, status| {
+        if cli.xml {
+            writeln!(out, "{raw}")
+        } else {
+            render(&mut out, address, status, None)
+        }
+        .map_err(|e| format!("cannot write: {e}"))
+    })?
+}
+
+fn kill(link: &mut Link, address: SocketAddr) -> Result<(), String> {
+    link.send(&Message::Kill(protocol::Kill { mac: None }))?;
+    link.receive(|_, message| match message {
+        Message::Stopping(stopping) => {
+            println!(
+                "manage at {address} is shutting the cluster down ({} computes told to stop)",
+                stopping.computes
+            );
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    })?
+}
+
+fn watch(link: &mut Link, address: SocketAddr, every: Duration) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGQUIT,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGTERM,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot install a signal handler: {e}"))?;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let mut screen = Vec::new();
+        // Home the cursor and clear the screen, then draw.
+        screen.extend_from_slice(b"\x1b[H\x1b[2J");
+        link.request_status(|_, status| {
+            render(&mut screen, address, status, Some(every)).map_err(|e| e.to_string())
+        })??;
+        io::stdout()
+            .write_all(&screen)
+            .and_then(|()| io::stdout().flush())
+            .map_err(|e| format!("cannot write: {e}"))?;
+        let next = Instant::now() + every;
+        while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
+fn unexpected(message: &Message<'_>) -> String {
+    match message {
+        Message::Error(error) => {
+            format!("manage answered: {}: {}", error.code, text(error.message))
+        }
+        other => format!("manage answered with an unexpected <{}>", other.name()),
+    }
+}
+
+fn text(value: XmlStr<'_>) -> String {
+    let mut out = String::new();
+    value.unescape_into(&mut out);
+    out
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]:PORT` or `V6`, resolved to the first address.
+fn resolve(server: &str) -> Result<SocketAddr, String> {
+    let with_port = if server.parse::<SocketAddr>().is_ok() {
+        server.to_string()
+    } else if server.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{server}]:{DEFAULT_PORT}")
+    } else if server.contains(':') {
+        server.to_string()
+    } else {
+        format!("{server}:{DEFAULT_PORT}")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {server}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{server} resolves to no address"))
+}
+
+/// A blocking connection to manage.
+struct Link {
+    stream: TcpStream,
+    reader: Reader,
+    out: Vec<u8>,
+}
+
+impl Link {
+    fn connect(address: SocketAddr) -> Result<Link, String> {
+        let stream = TcpStream::connect_timeout(&address, TIMEOUT)
+            .map_err(|e| format!("cannot reach manage at {address}: {e}"))?;
+        stream
+            .set_read_timeout(Some(TIMEOUT))
+            .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
+            .map_err(|e| format!("cannot set timeouts: {e}"))?;
+        let limits = Limits {
+            // A status document grows with the cluster: 64 MiB holds some 200,000 computes.
+            max_message_bytes: 64 << 20,
+            max_tokens: 4_000_000,
+            ..Limits::default()
+        };
+        Ok(Link {
+            stream,
+            reader: Reader::new(limits),
+            out: Vec::new(),
+        })
+    }
+
+    fn send(&mut self, message: &Message<'_>) -> Result<(), String> {
+        self.out.clear();
+        message.encode(&mut self.out);
+        self.stream
+            .write_all(&self.out)
+            .map_err(|e| format!("cannot send to manage: {e}"))
+    }
+
+    /// Waits for the next message and hands it, with its raw text, to `handle`.
+    fn receive<T>(&mut self, handle: impl FnOnce(&str, Message<'_>) -> T) -> Result<T, String> {
+        loop {
+            match self.reader.next_message() {
+                Ok(Some(frame)) => {
+                    let raw = String::from_utf8_lossy(frame.bytes);
+                    let message = protocol::decode(&frame)
+                        .map_err(|e| format!("manage sent a bad message: {e}"))?;
+                    return Ok(handle(&raw, message));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("manage sent bad XML: {e}")),
+            }
+            match self.reader.read_from(&mut self.stream) {
+                Ok(0) => return Err("manage closed the connection".into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("cannot read from manage: {e}")),
+            }
+        }
+    }
+
+    fn request_status<T>(
+        &mut self,
+        show: impl FnOnce(&str, &Status<'_>) -> T,
+    ) -> Result<T, String> {
+        self.send(&Message::StatusRequest)?;
+        self.receive(|raw, message| match message {
+            Message::Status(status) => Ok(show(raw, &status)),
+            other => Err(unexpected(&other)),
+        })?
+    }
+}
+
+/// The human view of a status document.
+fn render(
+    out: &mut impl Write,
+    address: SocketAddr,
+    status: &Status<'_>,
+    watching: Option<Duration>,
+) -> io::Result<()> {
+    writeln!(out, "sigma at {address}, {}", utc(status.now_ms))?;
+    let state = if status.done { "done" } else { "running" };
+    writeln!(
+        out,
+        "search     {} ..= {} ({state})",
+        group(status.start),
+        group(status.until)
+    )?;
+    writeln!(
+        out,
+        "tested     {} numbers; every number below {} is tested",
+        group(status.tested),
+        group(status.frontier)
+    )?;
+    writeln!(out, "rate       {} numbers/s", group(status.rate))?;
+    writeln!(out)?;
+    writeln!(out, "perfect numbers found: {}", status.perfect.len())?;
+    for p in &status.perfect {
+        writeln!(
+            out,
+            "  {:>26}  by {} (compute {}) at {}",
+            group(p.n),
+            text(p.host),
+            p.compute_id,
+            utc(p.found_ms)
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "computes: {}", status.computes.len())?;
+    if !status.computes.is_empty() {
+        writeln!(
+            out,
+            "  {:>4}  {:<16} {:>8} {:>7} {:>14}  {:<36} {}",
+            "id", "host", "pid", "threads", "numbers/s", "range", "progress"
+        )?;
+    }
+    for c in &status.computes {
+        let (range, progress) = match c.lease {
+            Some(lease) => {
+                let span = (lease.hi - lease.lo) as f64;
+                let fraction = (lease.done - lease.lo) as f64 / span.max(1.0);
+                let shown = if watching.is_some() {
+                    bar(fraction)
+                } else {
+                    format!("{:.0}%", fraction * 100.0)
+                };
+                (format!("[{}, {})", lease.lo, lease.hi), shown)
+            }
+            None => ("-".to_string(), String::new()),
+        };
+        writeln!(
+            out,
+            "  {:>4}  {:<16} {:>8} {:>7} {:>14}  {:<36} {}",
+            c.id,
+            text(c.host),
+            c.pid,
+            c.threads,
+            group(c.rate),
+            range,
+            progress
+        )?;
+    }
+    if let Some(every) = watching {
+        writeln!(
+            out,
+            "\nredrawn every {:.1} s; Ctrl-C to stop",
+            every.as_secs_f64()
+        )?;
+    }
+    Ok(())
+}
+
+/// A 20-cell progress bar with the percentage.
+fn bar(fraction: f64) -> String {
+    let fraction = fraction.clamp(0.0, 1.0);
+    let filled = (fraction * 20.0).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}%",
+        "#".repeat(filled),
+        ".".repeat(20 - filled),
+        fraction * 100.0
+    )
+}
+
+/// 1234567 as "1,234,567".
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc(unix_ms: u64) -> String {
+    let seconds = unix_ms / 1000;
+    let (days, time) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01, by whole 400-year eras of
+/// 146,097 days, counted from March so that the leap day falls at the end of a year.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(40_000_000), "40,000,000");
+        assert_eq!(group(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        // 2000-02-29 12:34:56 UTC, a leap day in a year divisible by 400.
+        assert_eq!(utc(951_827_696_000), "2000-02-29 12:34:56 UTC");
+        assert_eq!(utc(1_795_219_200_000), "2026-11-21 00:00:00 UTC");
+    }
+
+    #[test]
+    fn draws_bars() {
+        assert_eq!(bar(0.0), "[....................]   0%");
+        assert_eq!(bar(0.5), "[##########..........]  50%");
+        assert_eq!(bar(2.0), "[####################] 100%");
+    }
+}

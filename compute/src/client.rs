@@ -1,0 +1,551 @@
+//! Client mode: the worker that takes ranges from manage.
+//!
+//! The work connection is blocking and driven by the main thread: hello, then request, scan,
+//! progress, result, again and again. A second connection, the control connection, is watched
+//! by its own thread with a mio poll; on `<shutdown>` it sends this process SIGINT with kill(2),
+//! which takes exactly the path of a Ctrl-C: the signal handlers set the stop flag, the scan
+//! stops between blocks, and the finished prefix goes back to manage as a partial result.
+
+use std::io::{self, Write};
+use std::net::{Shutdown as SocketShutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use xmlwire::protocol::{self, ErrorCode, Message, PerfectList, WorkResult};
+use xmlwire::{Limits, Reader, XmlStr};
+
+use crate::{cost, scan, Algorithm};
+
+/// The port manage listens on by default (8128 is the 4th perfect number).
+pub const DEFAULT_PORT: u16 = 8128;
+/// How often a running scan reports how far it got.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
+/// How long manage may take to answer a message.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnection backoff: doubles from the first to the last.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Connects to manage at `server` (HOST[:PORT]) and scans the ranges it assigns until told to
+/// stop (a signal, or manage's shutdown). Returns an error only for what retrying cannot fix.
+pub fn run(
+    server: Option<String>,
+    threads: Option<usize>,
+    algorithm: Option<Algorithm>,
+) -> Result<(), String> {
+    let server = server.unwrap_or_else(|| format!("127.0.0.1:{DEFAULT_PORT}"));
+    let address = resolve(&server)?;
+    let threads = threads.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+    let algorithm = algorithm.unwrap_or(Algorithm::Sieve);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGQUIT,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGTERM,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot install a signal handler: {e}"))?;
+    }
+    let ops_per_sec = cost::measure_ops_per_second(algorithm, threads);
+    log::info!(
+        "timing loop: {ops_per_sec} ops/s with {threads} threads ({})",
+        algorithm.name()
+    );
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    let me = Worker {
+        address,
+        host,
+        pid: std::process::id(),
+        threads,
+        algorithm,
+        ops_per_sec,
+        stop,
+        undelivered: None,
+    };
+    me.run()
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]:PORT` or `V6`, resolved to the first address.
+fn resolve(server: &str) -> Result<SocketAddr, String> {
+    let with_port = if server.parse::<SocketAddr>().is_ok() {
+        server.to_string()
+    } else if server.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{server}]:{DEFAULT_PORT}")
+    } else if server.contains(':') {
+        server.to_string()
+    } else {
+        format!("{server}:{DEFAULT_PORT}")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {server}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{server} resolves to no address"))
+}
+
+/// A finished (or stopped) scan whose result manage has not acknowledged yet.
+#[derive(Clone, Debug)]
+struct Finished {
+    lease: u64,
+    lo: u64,
+    hi: u64,
+    elapsed_ms: u64,
+    checksum: u64,
+    perfect: Vec<u64>,
+}
+
+/// How a session with manage ended.
+enum SessionEnd {
+    /// We were told to stop, and said bye.
+    Stopped,
+    /// The connection failed or manage went away; reconnect.
+    Lost(String),
+}
+
+struct Worker {
+    address: SocketAddr,
+    host: String,
+    pid: u32,
+    threads: usize,
+    algorithm: Algorithm,
+    ops_per_sec: u64,
+    stop: Arc<AtomicBool>,
+    /// Kept across reconnections, so finished work is delivered once manage is back.
+    undelivered: Option<Finished>,
+}
+
+impl Worker {
+    fn run(mut self) -> Result<(), String> {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.session() {
+                Ok(SessionEnd::Stopped) => return Ok(()),
+                Ok(SessionEnd::Lost(why)) => {
+                    log::warn!("lost manage at {}: {why}", self.address);
+                    backoff = FIRST_BACKOFF;
+                }
+                Err(why) => log::warn!("cannot work with manage at {}: {why}", self.address),
+            }
+            if self.stopping() {
+                if let Some(f) = &self.undelivered {
+                    log::warn!(
+                        "stopping with the result of [{}, {}) undelivered: manage reissues that range",
+                        f.lo,
+                        f.hi
+                    );
+                }
+                return Ok(());
+            }
+            log::info!("reconnecting in {:.1} s", backoff.as_secs_f64());
+            if self.sleep(backoff) {
+                return Ok(());
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps up to `duration`, waking early on a stop; returns whether we are stopping.
+    fn sleep(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        while Instant::now() < deadline {
+            if self.stopping() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20).min(deadline - Instant::now()));
+        }
+        self.stopping()
+    }
+
+    /// One connection to manage: handshake, then work until stopped or lost. `Err` is a
+    /// failure to connect or shake hands.
+    fn session(&mut self) -> Result<SessionEnd, String> {
+        let mut link = Link::connect(self.address)?;
+        let hello = Message::Hello(protocol::Hello {
+            version: protocol::PROTOCOL_VERSION,
+            host: XmlStr::Plain(&self.host),
+            pid: u64::from(self.pid),
+            threads: self.threads as u64,
+            algorithm: wire_algorithm(self.algorithm),
+            ops_per_sec: self.ops_per_sec,
+        });
+        link.send(&hello)
+            .map_err(|e| format!("sending hello: {e}"))?;
+        let (compute_id, session) = match link.receive()? {
+            Reply::Welcome {
+                compute_id,
+                session,
+            } => (compute_id, session),
+            Reply::Error(code, text) => return Err(format!("manage refused us: {code}: {text}")),
+            other => return Err(format!("expected welcome, got {other:?}")),
+        };
+        log::info!("joined manage at {} as compute {compute_id}", self.address);
+        let control = Control::open(self.address, compute_id, &session)?;
+        let end = self.work(&mut link);
+        control.close();
+        Ok(end)
+    }
+
+    fn work(&mut self, link: &mut Link) -> SessionEnd {
+        loop {
+            if let Some(finished) = self.undelivered.clone() {
+                if let Err(why) = self.deliver(link, &finished) {
+                    return SessionEnd::Lost(why);
+                }
+            }
+            if self.stopping() {
+                let _ = link.send(&Message::Bye);
+                log::info!("stopped; said bye to manage");
+                return SessionEnd::Stopped;
+            }
+            if let Err(e) = link.send(&Message::Request) {
+                return SessionEnd::Lost(format!("sending a request: {e}"));
+            }
+            match link.receive() {
+                Ok(Reply::Assign { lease, lo, hi }) => {
+                    if let Err(why) = self.scan_lease(link, lease, lo, hi) {
+                        return SessionEnd::Lost(why);
+                    }
+                }
+                Ok(Reply::Wait(ms)) => {
+                    log::debug!("nothing to do; asking again in {ms} ms");
+                    self.sleep(Duration::from_millis(ms.clamp(10, 60_000)));
+                }
+                Ok(Reply::Error(ErrorCode::ShuttingDown, _)) => {
+                    // The shutdown message is on its way on the control connection.
+                    self.sleep(Duration::from_millis(500));
+                }
+                Ok(other) => return SessionEnd::Lost(format!("unexpected reply {other:?}")),
+                Err(why) => return SessionEnd::Lost(why),
+            }
+        }
+    }
+
+    /// Scans `[lo, hi)` on all threads, reporting progress, then delivers the result. A stop
+    /// ends the scan early and the finished prefix is delivered. If manage goes away mid-scan
+    /// the scan still finishes: its result is delivered after reconnecting.
+    fn scan_lease(&mut self, link: &mut Link, lease: u64, lo: u64, hi: u64) -> Result<(), String> {
+        let started = Instant::now();
+        let progress = Arc::new(AtomicU64::new(lo));
+        let scanner = {
+            let (stop, progress) = (Arc::clone(&self.stop), Arc::clone(&progress));
+            let (algorithm, threads) = (self.algorithm, self.threads);
+            thread::Builder::new()
+                .name("scan".into())
+                .spawn(move || scan(algorithm, lo, hi, threads, &stop, Some(&progress)))
+                .map_err(|e| format!("cannot start the scan thread: {e}"))?
+        };
+        let mut lost: Option<String> = None;
+        let mut reported = lo;
+        let mut next_report = started + PROGRESS_INTERVAL;
+        while !scanner.is_finished() {
+            thread::sleep(Duration::from_millis(10));
+            if lost.is_none() && Instant::now() >= next_report {
+                next_report += PROGRESS_INTERVAL;
+                let done = progress.load(Ordering::Relaxed);
+                if done > reported {
+                    reported = done;
+                    let message = Message::Progress(protocol::Progress { lease, done });
+                    if let Err(e) = link.send(&message) {
+                        lost = Some(format!("sending progress: {e}"));
+                    }
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        let outcome = scanner
+            .join()
+            .map_err(|_| "the scan thread panicked".to_string())?
+            .map_err(|e| format!("manage assigned [{lo}, {hi}), which cannot be scanned: {e:?}"))?;
+        let numbers = outcome.done - lo;
+        let seconds = elapsed.as_secs_f64();
+        log::info!(
+            "lease {lease}: [{lo}, {}) {numbers} numbers in {seconds:.2} s, {:.0} numbers/s{}",
+            outcome.done,
+            numbers as f64 / seconds.max(1e-9),
+            if outcome.done < hi {
+                " (stopped early)"
+            } else {
+                ""
+            }
+        );
+        for n in &outcome.perfect {
+            log::info!("found perfect number {n}");
+        }
+        let finished = Finished {
+            lease,
+            lo,
+            hi: outcome.done,
+            elapsed_ms: elapsed.as_millis() as u64,
+            checksum: outcome.checksum,
+            perfect: outcome.perfect,
+        };
+        self.undelivered = Some(finished.clone());
+        if let Some(why) = lost {
+            return Err(why);
+        }
+        self.deliver(link, &finished)
+    }
+
+    /// Sends a result and waits for its ack. Done either way when manage answers: an ack, or
+    /// an unknown-lease error (the range was settled without it).
+    fn deliver(&mut self, link: &mut Link, finished: &Finished) -> Result<(), String> {
+        let Some(perfect) = PerfectList::from_slice(&finished.perfect) else {
+            // Only 8 perfect numbers exist below 2^64: more means a broken kernel.
+            return Err(format!(
+                "{} perfect numbers in one range",
+                finished.perfect.len()
+            ));
+        };
+        let message = Message::Result(WorkResult {
+            lease: finished.lease,
+            lo: finished.lo,
+            hi: finished.hi,
+            elapsed_ms: finished.elapsed_ms,
+            checksum: finished.checksum,
+            perfect,
+        });
+        link.send(&message)
+            .map_err(|e| format!("sending a result: {e}"))?;
+        match link.receive()? {
+            Reply::Ack(lease) if lease == finished.lease => {}
+            Reply::Error(ErrorCode::UnknownLease, text) => {
+                log::warn!(
+                    "manage did not take the result of lease {}: {text}",
+                    finished.lease
+                );
+            }
+            other => {
+                return Err(format!(
+                    "expected the ack of lease {}, got {other:?}",
+                    finished.lease
+                ))
+            }
+        }
+        self.undelivered = None;
+        Ok(())
+    }
+}
+
+fn wire_algorithm(algorithm: Algorithm) -> protocol::Algorithm {
+    match algorithm {
+        Algorithm::Naive => protocol::Algorithm::Naive,
+        Algorithm::Trial => protocol::Algorithm::Trial,
+        Algorithm::Sieve => protocol::Algorithm::Sieve,
+    }
+}
+
+/// What manage can answer on the work connection, copied out of the reader's buffer.
+#[derive(Debug)]
+enum Reply {
+    Welcome {
+        compute_id: u64,
+        session: String,
+    },
+    Assign {
+        lease: u64,
+        lo: u64,
+        hi: u64,
+    },
+    Wait(u64),
+    Ack(u64),
+    Error(ErrorCode, String),
+    /// Any other message, by name; only ever shown in a log line (through Debug).
+    Other(#[allow(dead_code)] &'static str),
+}
+
+impl Reply {
+    fn from_message(message: Message<'_>) -> Reply {
+        match message {
+            Message::Welcome(w) => Reply::Welcome {
+                compute_id: w.compute_id,
+                session: w.session.as_str().to_string(),
+            },
+            Message::Assign(a) => Reply::Assign {
+                lease: a.lease,
+                lo: a.lo,
+                hi: a.hi,
+            },
+            Message::Wait(w) => Reply::Wait(w.ms),
+            Message::Ack(a) => Reply::Ack(a.lease),
+            Message::Error(e) => {
+                let mut text = String::new();
+                e.message.unescape_into(&mut text);
+                Reply::Error(e.code, text)
+            }
+            other => Reply::Other(other.name()),
+        }
+    }
+}
+
+/// The blocking work connection: a socket, a reader and a reusable output buffer.
+struct Link {
+    stream: TcpStream,
+    reader: Reader,
+    out: Vec<u8>,
+}
+
+impl Link {
+    fn connect(address: SocketAddr) -> Result<Link, String> {
+        let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
+            .map_err(|e| format!("connecting: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        stream
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .and_then(|()| stream.set_write_timeout(Some(REPLY_TIMEOUT)))
+            .map_err(|e| format!("setting timeouts: {e}"))?;
+        Ok(Link {
+            stream,
+            reader: Reader::new(Limits::default()),
+            out: Vec::with_capacity(256),
+        })
+    }
+
+    fn send(&mut self, message: &Message<'_>) -> io::Result<()> {
+        self.out.clear();
+        message.encode(&mut self.out);
+        self.stream.write_all(&self.out)
+    }
+
+    /// The next message, waiting at most the reply timeout.
+    fn receive(&mut self) -> Result<Reply, String> {
+        loop {
+            match self.reader.next_message() {
+                Ok(Some(frame)) => {
+                    return protocol::decode(&frame)
+                        .map(Reply::from_message)
+                        .map_err(|e| format!("bad message from manage: {e}"))
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("bad XML from manage: {e}")),
+            }
+            match self.reader.read_from(&mut self.stream) {
+                Ok(0) => return Err("manage closed the connection".into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading: {e}")),
+            }
+        }
+    }
+}
+
+/// The control connection and the thread that watches it.
+struct Control {
+    /// A handle on the same socket, to wake the thread by shutting the socket down.
+    socket: TcpStream,
+    watcher: JoinHandle<()>,
+}
+
+impl Control {
+    fn open(address: SocketAddr, compute_id: u64, session: &str) -> Result<Control, String> {
+        let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
+            .map_err(|e| format!("opening the control connection: {e}"))?;
+        let hex = protocol::Hex::new(session)
+            .ok_or_else(|| "manage sent a session that is not hex".to_string())?;
+        let mut out = Vec::new();
+        Message::Control(protocol::Control {
+            compute_id,
+            session: hex,
+        })
+        .encode(&mut out);
+        (&stream)
+            .write_all(&out)
+            .map_err(|e| format!("sending control: {e}"))?;
+        let socket = stream
+            .try_clone()
+            .map_err(|e| format!("cloning the control socket: {e}"))?;
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| format!("control socket: {e}"))?;
+        let watcher = thread::Builder::new()
+            .name("control".into())
+            .spawn(move || watch_control(stream))
+            .map_err(|e| format!("cannot start the control thread: {e}"))?;
+        Ok(Control { socket, watcher })
+    }
+
+    fn close(self) {
+        // End of stream wakes the watcher's poll, and it returns.
+        let _ = self.socket.shutdown(SocketShutdown::Both);
+        let _ = self.watcher.join();
+    }
+}
+
+/// The control thread: a mio poll on the control socket. On `<shutdown>` it sends this process
+/// SIGINT, the same path as Ctrl-C. It returns when the connection ends.
+fn watch_control(stream: TcpStream) {
+    let mut socket = mio::net::TcpStream::from_std(stream);
+    let Ok(mut poll) = mio::Poll::new() else {
+        log::error!("cannot create the control poll");
+        return;
+    };
+    const CONTROL: mio::Token = mio::Token(0);
+    if poll
+        .registry()
+        .register(&mut socket, CONTROL, mio::Interest::READABLE)
+        .is_err()
+    {
+        log::error!("cannot watch the control connection");
+        return;
+    }
+    let mut events = mio::Events::with_capacity(8);
+    let mut reader = Reader::new(Limits::default());
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            log::error!("control poll failed: {e}");
+            return;
+        }
+        // Drain to WouldBlock: mio reports readiness once per change.
+        loop {
+            match reader.read_from(&mut socket) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory => break,
+                Err(_) => return,
+            }
+        }
+        loop {
+            match reader.next_message() {
+                Ok(None) => break,
+                Ok(Some(frame)) => match protocol::decode(&frame) {
+                    Ok(Message::Shutdown(shutdown)) => {
+                        let mut reason = String::new();
+                        shutdown.reason.unescape_into(&mut reason);
+                        log::info!("manage asks us to stop: {reason}");
+                        if let Err(e) = kill(Pid::this(), Signal::SIGINT) {
+                            log::error!("cannot signal ourselves: {e}");
+                        }
+                    }
+                    Ok(other) => {
+                        log::warn!("unexpected <{}> on the control connection", other.name())
+                    }
+                    Err(e) => {
+                        log::warn!("bad message on the control connection: {e}");
+                        return;
+                    }
+                },
+                Err(e) => {
+                    log::warn!("bad XML on the control connection: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! One TCP connection of the reactor: its socket, the incremental XML reader, and a write queue.
+//! It only moves bytes; what the messages mean is decided by the server.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use xmlwire::{Limits, Reader};
+
+/// Who is on the other end, once the first message said so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Nothing received yet.
+    Unknown,
+    /// A compute's work connection.
+    Compute(u64),
+    /// A compute's control connection.
+    Control(u64),
+    /// A report client.
+    Report,
+}
+
+/// What reading did.
+pub enum ReadOutcome {
+    /// Read until the socket had nothing more; the connection stays open.
+    Drained,
+    /// The reader's buffer is full: take messages out, then read again.
+    Full,
+    /// The peer closed its side (or the connection failed).
+    Closed,
+}
+
+/// A connection and its buffers. The read buffer lives in the [`Reader`] (capped by its limits);
+/// the write queue is capped by the server, which drops a peer that never reads.
+pub struct Connection {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub reader: Reader,
+    pub role: Role,
+    /// Bytes queued for the peer; `outbox[sent..]` is still to go. Replies are encoded
+    /// straight into it.
+    pub outbox: Vec<u8>,
+    sent: usize,
+    /// Registered for writable events too (only while the outbox is not empty).
+    wants_writable: bool,
+    /// Close once the outbox is flushed (after an error reply or a bye).
+    pub closing: bool,
+    /// Closed: the server removes it after the event batch.
+    pub closed: bool,
+    pub last_heard: Instant,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, peer: SocketAddr, limits: Limits, now: Instant) -> Self {
+        Connection {
+            stream,
+            peer,
+            reader: Reader::new(limits),
+            role: Role::Unknown,
+            outbox: Vec::new(),
+            sent: 0,
+            wants_writable: false,
+            closing: false,
+            closed: false,
+            last_heard: now,
+        }
+    }
+
+    /// Reads everything the socket has into the reader, until WouldBlock, end of stream, or a
+    /// full reader buffer (then the server takes messages out and calls again).
+    pub fn read_available(&mut self) -> ReadOutcome {
+        loop {
+            match self.reader.read_from(&mut self.stream) {
+                Ok(0) => return ReadOutcome::Closed,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory => return ReadOutcome::Full,
+                // The reader is in error: the caller takes that error out and replies.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => return ReadOutcome::Drained,
+                Err(_) => return ReadOutcome::Closed,
+            }
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.outbox.len() - self.sent
+    }
+
+    /// Writes what it can; keeps writable interest registered only while something remains.
+    /// Returns false when the connection failed.
+    pub fn flush(&mut self, registry: &Registry, token: Token) -> bool {
+        while self.sent < self.outbox.len() {
+            match self.stream.write(&self.outbox[self.sent..]) {
+                Ok(0) => return false,
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        if self.sent == self.outbox.len() {
+            // Keep the allocation: the next reply reuses it.
+            self.outbox.clear();
+            self.sent = 0;
+        }
+        let want = self.sent < self.outbox.len();
+        if want != self.wants_writable {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if registry
+                .reregister(&mut self.stream, token, interest)
+                .is_err()
+            {
+                return false;
+            }
+            self.wants_writable = want;
+        }
+        true
+    }
+}

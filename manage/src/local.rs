@@ -1,0 +1,94 @@
+//! `--local N`: computes started on this host beside manage, for the one-command demo.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The compute processes manage started itself.
+pub struct LocalComputes {
+    children: Vec<Child>,
+}
+
+fn compute_binary() -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| format!("cannot find manage's own path: {e}"))?;
+    let beside = me.with_file_name("compute");
+    if beside.is_file() {
+        Ok(beside)
+    } else {
+        Err(format!(
+            "--local needs the compute binary beside manage, at {}",
+            beside.display()
+        ))
+    }
+}
+
+impl LocalComputes {
+    /// Starts `count` computes against `address`, sharing the cores between them.
+    pub fn start(count: usize, address: SocketAddr) -> Result<LocalComputes, String> {
+        let mut local = LocalComputes {
+            children: Vec::new(),
+        };
+        if count == 0 {
+            return Ok(local);
+        }
+        let binary = compute_binary()?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / count).max(1).to_string();
+        // A wildcard listen address is reached through loopback.
+        let target = if address.ip().is_unspecified() {
+            SocketAddr::new([127, 0, 0, 1].into(), address.port())
+        } else {
+            address
+        };
+        for _ in 0..count {
+            let child = Command::new(&binary)
+                .arg(target.to_string())
+                .args(["--threads", &threads])
+                .stdin(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+            log::info!("started local compute pid {}", child.id());
+            local.children.push(child);
+        }
+        Ok(local)
+    }
+
+    /// Waits up to `grace` for the computes to exit on their own (they were told to shut down),
+    /// then kills what is left. Every child is reaped.
+    pub fn stop(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        for child in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        log::info!("local compute pid {} exited: {status}", child.id());
+                        break;
+                    }
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => {
+                        log::warn!(
+                            "local compute pid {} did not exit in time; killing it",
+                            child.id()
+                        );
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for LocalComputes {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

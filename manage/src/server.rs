@@ -1,0 +1,1025 @@
+//! The reactor: one thread, one mio poll. It moves bytes between sockets and the I/O-free
+//! [`Scheduler`], which decides everything; it also owns the clock, the signals and shutdown.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use manage::registry::{ComputeInfo, Identity};
+use manage::scheduler::{RequestOutcome, SchedError, Scheduler, SchedulerConfig};
+use manage::sizing::CostModel;
+use manage::{ComputeId, LeaseId, Millis};
+use mio::event::Event;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use xmlwire::protocol::{
+    self, Ack, Algorithm as WireAlgorithm, ComputeStatus, ErrorCode, ErrorMessage, FoundPerfect,
+    Hello, Hex, LeaseStatus, Message, Status, Stopping, Wait, Welcome, WorkResult,
+};
+use xmlwire::{ErrorKind, Limits, XmlStr};
+
+use crate::connection::{Connection, ReadOutcome, Role};
+use crate::local::LocalComputes;
+use crate::verify::{Claim, Verifier};
+
+/// What `main` decided from the command line.
+pub struct Config {
+    pub listen: SocketAddr,
+    pub start: u64,
+    pub until: u64,
+    pub target: Duration,
+    pub exit_when_done: bool,
+    pub local_computes: usize,
+    pub shutdown_grace: Duration,
+}
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+const WAKER: Token = Token(usize::MAX - 3);
+
+/// Connections beyond this wait in the kernel's backlog: accepting pauses at the cap and resumes
+/// below 90% of it, so a flood cannot make manage thrash between the two.
+const MAX_CONNECTIONS: usize = 16_384;
+const RESUME_ACCEPTING_BELOW: usize = MAX_CONNECTIONS / 10 * 9;
+/// A peer that lets this much output pile up does not read its replies: it is dropped.
+const MAX_PENDING_OUTPUT: usize = 4 << 20;
+/// A connection must say who it is within this time (slow or silent clients hold no slot long).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often idle connections are looked for; the sweep is O(connections), so not every loop.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// The largest protocol message manage reads (status requests and results are tiny; a run
+/// carries a source file).
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The cost model the scheduler sizes ranges with: the kernel's own.
+struct KernelCost;
+
+impl CostModel for KernelCost {
+    type Algorithm = compute::Algorithm;
+    fn ops(&self, algorithm: &compute::Algorithm, lo: u64, hi: u64) -> f64 {
+        compute::cost::ops(*algorithm, lo, hi)
+    }
+}
+
+fn kernel_algorithm(wire: WireAlgorithm) -> compute::Algorithm {
+    match wire {
+        WireAlgorithm::Naive => compute::Algorithm::Naive,
+        WireAlgorithm::Trial => compute::Algorithm::Trial,
+        WireAlgorithm::Sieve => compute::Algorithm::Sieve,
+    }
+}
+
+fn wire_algorithm(kernel: compute::Algorithm) -> WireAlgorithm {
+    match kernel {
+        compute::Algorithm::Naive => WireAlgorithm::Naive,
+        compute::Algorithm::Trial => WireAlgorithm::Trial,
+        compute::Algorithm::Sieve => WireAlgorithm::Sieve,
+    }
+}
+
+/// Milliseconds that never go backwards yet read as Unix time: the wall clock at start plus the
+/// monotonic time since.
+struct Clock {
+    started: Instant,
+    unix_ms_at_start: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let unix_ms_at_start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Clock {
+            started: Instant::now(),
+            unix_ms_at_start,
+        }
+    }
+    fn ms(&self, at: Instant) -> Millis {
+        self.unix_ms_at_start + at.saturating_duration_since(self.started).as_millis() as u64
+    }
+    fn instant(&self, ms: Millis) -> Instant {
+        self.started + Duration::from_millis(ms.saturating_sub(self.unix_ms_at_start))
+    }
+}
+
+/// A compute's two connections and the session its control connection must present.
+struct Links {
+    work: usize,
+    control: Option<usize>,
+    session: String,
+}
+
+/// What handling one message asks of the reactor beyond the reply.
+enum After {
+    /// Keep reading this connection.
+    Continue,
+    /// Flush the reply and close this connection.
+    Close,
+    /// Start the clean shutdown.
+    Shutdown(String),
+    /// Reply sent; now signal ourselves (report -k), which starts the same clean shutdown.
+    SignalSelf,
+}
+
+/// Everything but the connections, so a message borrowed from a connection's reader can be
+/// handled while the rest of the server changes.
+struct Core {
+    config: Config,
+    clock: Clock,
+    scheduler: Scheduler<KernelCost>,
+    links: HashMap<u64, Links>,
+    verifier: Verifier,
+    shutdown: Option<Instant>,
+}
+
+pub fn run(config: Config) -> Result<(), String> {
+    let poll = Poll::new().map_err(|e| format!("cannot create the poll: {e}"))?;
+    let mut listener = TcpListener::bind(config.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .map_err(|e| format!("cannot register the listener: {e}"))?;
+    let mut signals = Signals::new([SIGINT, SIGQUIT, SIGHUP, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(|e| format!("cannot register signals: {e}"))?;
+    let waker = Arc::new(
+        Waker::new(poll.registry(), WAKER).map_err(|e| format!("cannot create a waker: {e}"))?,
+    );
+    let verifier =
+        Verifier::start(waker).map_err(|e| format!("cannot start the verifier thread: {e}"))?;
+
+    let mut scheduler_config = SchedulerConfig::new(config.start, config.until);
+    scheduler_config.sizing.target_ms = config.target.as_millis().max(1) as u64;
+    let scheduler = Scheduler::new(scheduler_config, KernelCost)
+        .map_err(|e| format!("bad search bounds: {e:?}"))?;
+    log::info!(
+        "listening on {address}; searching {}..={} with ranges of {:.1} s",
+        config.start,
+        config.until,
+        config.target.as_secs_f64()
+    );
+    let mut local = LocalComputes::start(config.local_computes, address)?;
+    let grace = config.shutdown_grace;
+
+    let mut server = Server {
+        poll,
+        listener,
+        accepting: true,
+        signals,
+        connections: Slab::new(),
+        closed: Vec::new(),
+        next_sweep: Instant::now() + SWEEP_INTERVAL,
+        core: Core {
+            config,
+            clock: Clock::new(),
+            scheduler,
+            links: HashMap::new(),
+            verifier,
+            shutdown: None,
+        },
+    };
+    let outcome = server.run();
+    server.close_everything();
+    local.stop(grace);
+    let status = server
+        .core
+        .scheduler
+        .status(server.core.clock.ms(Instant::now()));
+    log::info!(
+        "stopped: {} numbers tested, every number below {} tested, perfect numbers: {:?}",
+        status.tested,
+        status.frontier,
+        status.perfect.iter().map(|p| p.n).collect::<Vec<_>>()
+    );
+    outcome
+}
+
+struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    accepting: bool,
+    signals: Signals,
+    connections: Slab<Connection>,
+    /// Keys closed during the current event batch, removed after it (keys are reused).
+    closed: Vec<usize>,
+    next_sweep: Instant,
+    core: Core,
+}
+
+impl Server {
+    fn run(&mut self) -> Result<(), String> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(format!("poll failed: {e}"));
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => self.drain_signals(),
+                    WAKER => self.collect_verdicts(),
+                    Token(key) => self.connection_event(key, event),
+                }
+            }
+            self.on_timers();
+            self.remove_closed();
+            if self.finished() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Until the nearest deadline: a lease expiry, the idle sweep, or the end of shutdown.
+    fn poll_timeout(&self) -> Duration {
+        let now = Instant::now();
+        let mut next = self.next_sweep;
+        if let Some(deadline) = self.core.scheduler.next_deadline() {
+            next = next.min(self.core.clock.instant(deadline));
+        }
+        if let Some(deadline) = self.core.shutdown {
+            next = next.min(deadline);
+        }
+        next.saturating_duration_since(now)
+    }
+
+    fn accept(&mut self) {
+        while self.accepting {
+            if self.connections.len() >= MAX_CONNECTIONS {
+                log::warn!("{MAX_CONNECTIONS} connections: not accepting more for now");
+                self.pause_accepting();
+                return;
+            }
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.connections.vacant_entry();
+                    let token = Token(entry.key());
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        log::warn!("cannot register a connection from {peer}: {e}");
+                        continue;
+                    }
+                    log::debug!("connection {} from {peer}", token.0);
+                    let limits = Limits {
+                        max_message_bytes: MAX_MESSAGE_BYTES,
+                        ..Limits::default()
+                    };
+                    entry.insert(Connection::new(stream, peer, limits, Instant::now()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors, most likely: back off until connections close.
+                    log::warn!("accept failed: {e}");
+                    self.pause_accepting();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pause_accepting(&mut self) {
+        if self.accepting {
+            let _ = self.poll.registry().deregister(&mut self.listener);
+            self.accepting = false;
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if !self.accepting && self.core.shutdown.is_none() {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut self.listener, LISTENER, Interest::READABLE)
+            {
+                log::warn!("cannot resume accepting: {e}");
+                return;
+            }
+            self.accepting = true;
+        }
+    }
+
+    fn drain_signals(&mut self) {
+        let received: Vec<i32> = self.signals.pending().collect();
+        for signal in received {
+            let name = match signal {
+                SIGINT => "SIGINT",
+                SIGQUIT => "SIGQUIT",
+                SIGHUP => "SIGHUP",
+                SIGTERM => "SIGTERM",
+                _ => "a signal",
+            };
+            self.begin_shutdown(&format!("received {name}"));
+        }
+    }
+
+    fn collect_verdicts(&mut self) {
+        for verdict in self.core.verifier.ready() {
+            let claim = verdict.claim;
+            if !verdict.perfect {
+                log::warn!(
+                    "compute {} on {} claimed {}, which is not perfect: not recorded",
+                    claim.compute,
+                    claim.host,
+                    claim.n
+                );
+                continue;
+            }
+            let host = claim.host.clone();
+            if self.core.scheduler.record_perfect(
+                claim.n,
+                ComputeId(claim.compute),
+                claim.host,
+                claim.found_ms,
+            ) {
+                log::info!(
+                    "perfect number {} found by compute {} on {host}",
+                    claim.n,
+                    claim.compute
+                );
+            }
+        }
+    }
+
+    fn connection_event(&mut self, key: usize, event: &Event) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return; // spurious: already removed
+        };
+        if connection.closed {
+            return;
+        }
+        if event.is_writable() && !connection.flush(self.poll.registry(), Token(key)) {
+            self.close(key, "write failed");
+            return;
+        }
+        if !(event.is_readable() || event.is_read_closed() || event.is_error()) {
+            return;
+        }
+        loop {
+            let outcome = match self.connections.get_mut(key) {
+                Some(connection) => connection.read_available(),
+                None => return,
+            };
+            self.take_messages(key);
+            match outcome {
+                ReadOutcome::Drained => break,
+                ReadOutcome::Full if self.is_open(key) => continue,
+                ReadOutcome::Full => break,
+                ReadOutcome::Closed => {
+                    self.close(key, "peer closed the connection");
+                    break;
+                }
+            }
+        }
+        self.flush(key);
+    }
+
+    fn is_open(&self, key: usize) -> bool {
+        self.connections.get(key).is_some_and(|c| !c.closed)
+    }
+
+    /// Takes every complete message out of the connection's reader and handles it.
+    fn take_messages(&mut self, key: usize) {
+        let now = Instant::now();
+        loop {
+            let Some(connection) = self.connections.get_mut(key) else {
+                return;
+            };
+            if connection.closed || connection.closing {
+                return;
+            }
+            let peer = connection.peer;
+            let after = match connection.reader.next_message() {
+                Ok(None) => return,
+                Ok(Some(frame)) => {
+                    connection.last_heard = now;
+                    match protocol::decode(&frame) {
+                        Ok(message) => self.core.handle(
+                            key,
+                            peer,
+                            &mut connection.role,
+                            &mut connection.outbox,
+                            message,
+                            now,
+                        ),
+                        Err(error) => {
+                            log::warn!("bad message from {peer}: {error}; closing");
+                            let reply = error.to_message(&frame);
+                            Message::Error(reply).encode(&mut connection.outbox);
+                            After::Close
+                        }
+                    }
+                }
+                Err(error) => {
+                    log::warn!("bad XML from {peer}: {error}; closing");
+                    let code = match error.kind {
+                        ErrorKind::MessageTooLarge => ErrorCode::TooLarge,
+                        _ => ErrorCode::BadXml,
+                    };
+                    let text = error.to_string();
+                    let reply = ErrorMessage {
+                        code,
+                        message: XmlStr::Plain(&text),
+                        about: None,
+                    };
+                    Message::Error(reply).encode(&mut connection.outbox);
+                    After::Close
+                }
+            };
+            match after {
+                After::Continue => {}
+                After::Close => {
+                    self.flush(key);
+                    self.close(key, "closing after the reply");
+                    return;
+                }
+                After::Shutdown(reason) => {
+                    self.flush(key);
+                    self.begin_shutdown(&reason);
+                }
+                After::SignalSelf => {
+                    self.flush(key);
+                    if kill(Pid::this(), Signal::SIGINT).is_err() {
+                        self.begin_shutdown("asked to by report (kill(2) failed)");
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, key: usize) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if connection.closed {
+            return;
+        }
+        if !connection.flush(self.poll.registry(), Token(key)) {
+            self.close(key, "write failed");
+        } else if connection.pending_output() > MAX_PENDING_OUTPUT {
+            self.close(key, "it does not read its replies");
+        }
+    }
+
+    /// Marks a connection closed and settles what it held; it is removed after the batch.
+    fn close(&mut self, key: usize, why: &str) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if connection.closed {
+            return;
+        }
+        connection.closed = true;
+        // Our side is done: the peer reads what was flushed, then end of stream.
+        let _ = connection.stream.shutdown(Shutdown::Write);
+        self.closed.push(key);
+        let peer = connection.peer;
+        match connection.role {
+            Role::Compute(id) => self.core.compute_left(id, key, why),
+            Role::Control(id) => {
+                if let Some(links) = self.core.links.get_mut(&id) {
+                    if links.control == Some(key) {
+                        links.control = None;
+                    }
+                }
+                log::debug!("control connection of compute {id} closed: {why}");
+            }
+            Role::Report | Role::Unknown => log::debug!("connection from {peer} closed: {why}"),
+        }
+    }
+
+    fn remove_closed(&mut self) {
+        for key in self.closed.drain(..) {
+            if let Some(mut connection) = self.connections.try_remove(key) {
+                let _ = self.poll.registry().deregister(&mut connection.stream);
+            }
+        }
+        if self.connections.len() < RESUME_ACCEPTING_BELOW {
+            self.resume_accepting();
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let now_ms = self.core.clock.ms(now);
+        for expired in self.core.scheduler.expire(now_ms) {
+            log::warn!(
+                "lease {} of compute {} expired: [{}, {}) goes back to the pool",
+                expired.lease.0,
+                expired.compute.0,
+                expired.lo,
+                expired.hi
+            );
+        }
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_INTERVAL;
+            let silent: Vec<usize> = self
+                .connections
+                .iter()
+                .filter(|(_, c)| {
+                    !c.closed
+                        && c.role == Role::Unknown
+                        && now.duration_since(c.last_heard) > HANDSHAKE_TIMEOUT
+                })
+                .map(|(key, _)| key)
+                .collect();
+            for key in silent {
+                if let Some(connection) = self.connections.get_mut(key) {
+                    let reply = ErrorMessage {
+                        code: ErrorCode::OutOfOrder,
+                        message: XmlStr::Plain("no complete first message in time"),
+                        about: None,
+                    };
+                    Message::Error(reply).encode(&mut connection.outbox);
+                }
+                self.flush(key);
+                self.close(key, "silent after connecting");
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, reason: &str) {
+        if self.core.shutdown.is_some() {
+            return;
+        }
+        let computes = self.core.links.len();
+        log::info!(
+            "shutting down ({reason}): telling {computes} computes to stop, waiting up to {:.1} s",
+            self.core.config.shutdown_grace.as_secs_f64()
+        );
+        self.core.shutdown = Some(Instant::now() + self.core.config.shutdown_grace);
+        self.pause_accepting();
+        let controls: Vec<usize> = self.core.links.values().filter_map(|l| l.control).collect();
+        for key in controls {
+            if let Some(connection) = self.connections.get_mut(key) {
+                shutdown_message(reason).encode(&mut connection.outbox);
+            }
+            self.flush(key);
+        }
+        // Report connections have nothing more coming.
+        let reports: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| matches!(c.role, Role::Report | Role::Unknown) && !c.closed)
+            .map(|(key, _)| key)
+            .collect();
+        for key in reports {
+            self.close(key, "shutting down");
+        }
+    }
+
+    /// Shutting down, and either every compute has left with its last result and every claim
+    /// is checked, or the grace period is over.
+    fn finished(&self) -> bool {
+        let Some(deadline) = self.core.shutdown else {
+            return false;
+        };
+        let settled = self.core.links.is_empty() && self.core.verifier.outstanding == 0;
+        if settled {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            log::warn!(
+                "grace period over: {} computes still connected, {} claims unchecked",
+                self.core.links.len(),
+                self.core.verifier.outstanding
+            );
+            return true;
+        }
+        false
+    }
+
+    fn close_everything(&mut self) {
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.flush(key);
+            self.close(key, "manage is stopping");
+        }
+        self.remove_closed();
+        // Verdicts that arrived in the last moments still count.
+        self.collect_verdicts();
+    }
+}
+
+fn shutdown_message(reason: &str) -> Message<'_> {
+    Message::Shutdown(protocol::Shutdown {
+        reason: XmlStr::Plain(reason),
+    })
+}
+
+/// Lowercase hex of 16 random bytes from the kernel.
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        // Sessions only tie a control connection to its compute; a weak one is no hole in
+        // authentication, which does not rely on them.
+        log::warn!("cannot read /dev/urandom ({e}); using the clock");
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_le_bytes();
+    }
+    let mut text = String::with_capacity(32);
+    Hex::encode_into(&bytes, &mut text);
+    text
+}
+
+fn error_reply<'a>(code: ErrorCode, text: &'a str) -> Message<'a> {
+    Message::Error(ErrorMessage {
+        code,
+        message: XmlStr::Plain(text),
+        about: None,
+    })
+}
+
+/// The error code a scheduling error is answered with.
+fn sched_error_code(error: &SchedError) -> ErrorCode {
+    match error {
+        SchedError::UnknownLease(_) | SchedError::LeaseEnded(_) => ErrorCode::UnknownLease,
+        SchedError::LeaseNotYours { .. } => ErrorCode::UnknownLease,
+        SchedError::LeaseOutstanding(_) => ErrorCode::OutOfOrder,
+        SchedError::UnknownCompute(_) => ErrorCode::OutOfOrder,
+        _ => ErrorCode::BadMessage,
+    }
+}
+
+impl Core {
+    /// Handles one decoded message from connection `key`, writing any reply to `outbox`.
+    fn handle(
+        &mut self,
+        key: usize,
+        peer: SocketAddr,
+        role: &mut Role,
+        outbox: &mut Vec<u8>,
+        message: Message<'_>,
+        now: Instant,
+    ) -> After {
+        let now_ms = self.clock.ms(now);
+        match (*role, message) {
+            (Role::Unknown, Message::Hello(hello)) => {
+                self.hello(key, peer, role, outbox, hello, now_ms)
+            }
+            (Role::Unknown, Message::Control(control)) => {
+                let id = control.compute_id;
+                let matches = self.links.get(&id).is_some_and(|l| {
+                    constant_time_eq(l.session.as_bytes(), control.session.as_str().as_bytes())
+                });
+                if !matches {
+                    log::warn!("control connection from {peer} with a wrong compute id or session");
+                    error_reply(ErrorCode::Unauthorized, "unknown compute or wrong session")
+                        .encode(outbox);
+                    return After::Close;
+                }
+                if let Some(links) = self.links.get_mut(&id) {
+                    links.control = Some(key);
+                }
+                *role = Role::Control(id);
+                log::debug!("control connection of compute {id} from {peer}");
+                if let Some(_deadline) = self.shutdown {
+                    shutdown_message("manage is shutting down").encode(outbox);
+                }
+                After::Continue
+            }
+            (Role::Compute(id), Message::Request) => self.request(id, outbox, now_ms),
+            (Role::Compute(id), Message::Progress(progress)) => {
+                match self.scheduler.progress(
+                    ComputeId(id),
+                    LeaseId(progress.lease),
+                    progress.done,
+                    now_ms,
+                ) {
+                    Ok(()) => After::Continue,
+                    // A compute whose lease expired keeps going until it hears; not an offence.
+                    Err(SchedError::LeaseEnded(_)) => After::Continue,
+                    Err(error) => {
+                        log::warn!("compute {id}: bad progress: {error}");
+                        let text = error.to_string();
+                        error_reply(sched_error_code(&error), &text).encode(outbox);
+                        After::Close
+                    }
+                }
+            }
+            (Role::Compute(id), Message::Result(result)) => self.result(id, outbox, result, now_ms),
+            (Role::Compute(_), Message::Bye)
+            | (Role::Report, Message::Bye)
+            | (Role::Unknown, Message::Bye) => After::Close,
+            (Role::Unknown | Role::Report, Message::StatusRequest) => {
+                *role = Role::Report;
+                self.status(now_ms).encode_status(outbox);
+                After::Continue
+            }
+            (Role::Unknown | Role::Report, Message::Kill(_)) => {
+                *role = Role::Report;
+                let computes = self.links.len() as u64;
+                log::info!("report at {peer} asks to shut the cluster down ({computes} computes)");
+                Message::Stopping(Stopping { computes }).encode(outbox);
+                After::SignalSelf
+            }
+            (Role::Unknown | Role::Report, Message::Run(_)) => {
+                *role = Role::Report;
+                error_reply(ErrorCode::Busy, "this manage runs no jobs yet").encode(outbox);
+                After::Close
+            }
+            (_, message) => {
+                log::warn!("{peer} sent <{}> out of order; closing", message.name());
+                let text = format!("<{}> is not expected here", message.name());
+                error_reply(ErrorCode::OutOfOrder, &text).encode(outbox);
+                After::Close
+            }
+        }
+    }
+
+    fn hello(
+        &mut self,
+        key: usize,
+        peer: SocketAddr,
+        role: &mut Role,
+        outbox: &mut Vec<u8>,
+        hello: Hello<'_>,
+        now_ms: Millis,
+    ) -> After {
+        if let Err(reply) = hello.check_version() {
+            log::warn!(
+                "compute at {peer} speaks protocol version {}; refused",
+                hello.version
+            );
+            Message::Error(reply).encode(outbox);
+            return After::Close;
+        }
+        if self.shutdown.is_some() {
+            error_reply(ErrorCode::ShuttingDown, "manage is shutting down").encode(outbox);
+            return After::Close;
+        }
+        let (Ok(pid), Ok(threads)) = (u32::try_from(hello.pid), u32::try_from(hello.threads))
+        else {
+            error_reply(ErrorCode::BadMessage, "pid and threads must fit in 32 bits")
+                .encode(outbox);
+            return After::Close;
+        };
+        let mut host = String::new();
+        hello.host.unescape_into(&mut host);
+        let info = ComputeInfo {
+            identity: Identity {
+                host: host.clone(),
+                pid,
+            },
+            peer: peer.to_string(),
+            threads,
+            algorithm: kernel_algorithm(hello.algorithm),
+            ops_per_sec: hello.ops_per_sec,
+        };
+        let id = self.scheduler.join(info, now_ms).0;
+        let session = random_hex();
+        let nonce = random_hex();
+        let welcome = Welcome {
+            compute_id: id,
+            target_ms: self.config.target.as_millis() as u64,
+            session: Hex::new(&session).unwrap_or_else(|| unreachable_hex()),
+            nonce: Hex::new(&nonce).unwrap_or_else(|| unreachable_hex()),
+        };
+        Message::Welcome(welcome).encode(outbox);
+        self.links.insert(
+            id,
+            Links {
+                work: key,
+                control: None,
+                session,
+            },
+        );
+        *role = Role::Compute(id);
+        log::info!(
+            "compute {id} joined: {host} pid {pid}, {threads} threads, {}, benchmark {} ops/s, from {peer}",
+            hello.algorithm.as_str(),
+            hello.ops_per_sec
+        );
+        After::Continue
+    }
+
+    fn request(&mut self, id: u64, outbox: &mut Vec<u8>, now_ms: Millis) -> After {
+        if self.shutdown.is_some() {
+            error_reply(ErrorCode::ShuttingDown, "manage is shutting down").encode(outbox);
+            return After::Continue;
+        }
+        match self.scheduler.request(ComputeId(id), now_ms) {
+            Ok(RequestOutcome::Assign(assignment)) => {
+                log::info!(
+                    "assign lease {} [{}, {}) ({} numbers) to compute {id}, predicted {:.1} s",
+                    assignment.lease.0,
+                    assignment.lo,
+                    assignment.hi,
+                    assignment.hi - assignment.lo,
+                    assignment.predicted_ms as f64 / 1000.0
+                );
+                Message::Assign(protocol::Assign {
+                    lease: assignment.lease.0,
+                    lo: assignment.lo,
+                    hi: assignment.hi,
+                    deadline_ms: assignment.deadline_ms.saturating_sub(now_ms),
+                })
+                .encode(outbox);
+                After::Continue
+            }
+            Ok(RequestOutcome::Wait { ms }) => {
+                Message::Wait(Wait { ms }).encode(outbox);
+                After::Continue
+            }
+            Err(error) => {
+                log::warn!("compute {id}: request refused: {error}");
+                let text = error.to_string();
+                error_reply(sched_error_code(&error), &text).encode(outbox);
+                After::Close
+            }
+        }
+    }
+
+    fn result(
+        &mut self,
+        id: u64,
+        outbox: &mut Vec<u8>,
+        result: WorkResult,
+        now_ms: Millis,
+    ) -> After {
+        let outcome = self.scheduler.result(
+            ComputeId(id),
+            LeaseId(result.lease),
+            result.lo,
+            result.hi,
+            result.elapsed_ms,
+            result.checksum,
+            result.perfect.as_slice(),
+            now_ms,
+        );
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error @ (SchedError::UnknownLease(_) | SchedError::LeaseEnded(_))) => {
+                // Not an offence: the compute drops the result and carries on.
+                log::warn!("compute {id}: result not taken: {error}");
+                let text = error.to_string();
+                error_reply(ErrorCode::UnknownLease, &text).encode(outbox);
+                return After::Continue;
+            }
+            Err(error) => {
+                log::warn!("compute {id}: bad result: {error}");
+                let text = error.to_string();
+                error_reply(sched_error_code(&error), &text).encode(outbox);
+                return After::Close;
+            }
+        };
+        Message::Ack(Ack {
+            lease: result.lease,
+        })
+        .encode(outbox);
+        let seconds = result.elapsed_ms as f64 / 1000.0;
+        let numbers = result.hi - result.lo;
+        log::info!(
+            "result of lease {} from compute {id}: [{}, {}), {numbers} numbers in {seconds:.2} s ({:.0}/s){}{}, checksum {}",
+            result.lease,
+            result.lo,
+            result.hi,
+            numbers as f64 / seconds.max(0.001),
+            if outcome.late { ", late" } else { "" },
+            if outcome.newly_counted < numbers {
+                format!(", {} new", outcome.newly_counted)
+            } else {
+                String::new()
+            },
+            result.checksum
+        );
+        let host = self
+            .scheduler
+            .registry()
+            .get(ComputeId(id))
+            .map(|r| r.info.identity.host.clone())
+            .unwrap_or_default();
+        for n in outcome.claims {
+            self.verifier.submit(Claim {
+                n,
+                compute: id,
+                host: host.clone(),
+                found_ms: now_ms,
+            });
+        }
+        if self.config.exit_when_done && self.scheduler.is_done() {
+            return After::Shutdown("every number of the search is tested".into());
+        }
+        After::Continue
+    }
+
+    /// A compute's work connection closed: its lease goes back to the pool.
+    fn compute_left(&mut self, id: u64, key: usize, why: &str) {
+        let Some(links) = self.links.get(&id) else {
+            return;
+        };
+        if links.work != key {
+            return;
+        }
+        self.links.remove(&id);
+        let now_ms = self.clock.ms(Instant::now());
+        match self.scheduler.leave(ComputeId(id), now_ms) {
+            Ok(released) => {
+                let back: Vec<String> = released
+                    .iter()
+                    .map(|l| format!("[{}, {})", l.lo, l.hi))
+                    .collect();
+                if back.is_empty() {
+                    log::info!("compute {id} left ({why})");
+                } else {
+                    log::info!(
+                        "compute {id} left ({why}); back to the pool: {}",
+                        back.join(" ")
+                    );
+                }
+            }
+            Err(error) => log::warn!("compute {id} left ({why}): {error}"),
+        }
+    }
+
+    fn status(&self, now_ms: Millis) -> StatusDocument {
+        StatusDocument {
+            view: self.scheduler.status(now_ms),
+        }
+    }
+}
+
+/// The scheduler's status view, ready to be written as a `<status>` message.
+struct StatusDocument {
+    view: manage::scheduler::StatusView<compute::Algorithm>,
+}
+
+impl StatusDocument {
+    fn encode_status(&self, outbox: &mut Vec<u8>) {
+        let view = &self.view;
+        let status = Status {
+            tested: view.tested,
+            frontier: view.frontier,
+            start: view.start,
+            until: view.until,
+            rate: view.numbers_per_sec as u64,
+            done: view.done,
+            now_ms: view.now_ms,
+            perfect: view
+                .perfect
+                .iter()
+                .map(|p| FoundPerfect {
+                    n: p.n,
+                    host: XmlStr::Plain(&p.host),
+                    compute_id: p.compute.0,
+                    found_ms: p.found_ms,
+                })
+                .collect(),
+            computes: view
+                .computes
+                .iter()
+                .map(|c| ComputeStatus {
+                    id: c.id.0,
+                    host: XmlStr::Plain(&c.host),
+                    address: XmlStr::Plain(&c.peer),
+                    pid: u64::from(c.pid),
+                    threads: u64::from(c.threads),
+                    algorithm: wire_algorithm(c.algorithm),
+                    rate: c.numbers_per_sec as u64,
+                    lease: c.lease.as_ref().map(|l| LeaseStatus {
+                        lo: l.lo,
+                        hi: l.hi,
+                        done: l.done,
+                    }),
+                    tested: c.tested,
+                    since_ms: c.since_ms,
+                })
+                .collect(),
+        };
+        Message::Status(status).encode(outbox);
+    }
+}
+
+/// `random_hex` always yields 32 lowercase hex digits, which `Hex::new` accepts.
+fn unreachable_hex() -> Hex<'static> {
+    Hex::new("00").expect("a constant valid hex token")
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
