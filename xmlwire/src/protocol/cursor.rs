@@ -5,6 +5,7 @@
 
 use super::error::{DecodeError, Problem};
 use super::values::{parse_flag, parse_u64, Base64, Hex, Keyword};
+use crate::scan;
 use crate::{Frame, Span, Token, XmlStr};
 
 /// A start tag: the element's name, its attribute tokens, and whether it was `<name .../>`.
@@ -35,10 +36,9 @@ fn broken() -> DecodeError {
     DecodeError::known(Problem::BrokenFrame, "")
 }
 
-/// XML whitespace: space, tab, carriage return, line feed.
+/// Only XML whitespace: space, tab, carriage return, line feed.
 fn is_blank(text: &str) -> bool {
-    text.bytes()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    scan::skip(text.as_bytes(), 0, scan::WS) == text.len()
 }
 
 impl<'f, 'a> Cursor<'f, 'a> {

@@ -161,10 +161,11 @@ impl DecodeError {
 
     /// The `<error>` to send back for this error on a message from `frame`.
     pub fn to_message<'a>(&self, frame: &Frame<'a>) -> ErrorMessage<'a> {
+        let name = self.name(frame);
         ErrorMessage {
             code: self.code,
             message: XmlStr::Plain(self.description()),
-            about: Some(XmlStr::Plain(self.name(frame))),
+            about: (!name.is_empty()).then_some(XmlStr::Plain(name)),
         }
     }
 }

@@ -8,15 +8,13 @@
 use arbitrary::{Arbitrary, Result, Unstructured};
 
 use super::values::{Base64, Hex, PerfectList};
-use crate::XmlStr;
+use crate::{scan, XmlStr};
 
 /// The longest prefix of `text` whose characters XML can carry.
 fn xml_prefix(text: &str) -> &str {
     let end = text
         .char_indices()
-        .find(|&(_, c)| {
-            !matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
-        })
+        .find(|&(_, c)| !scan::is_xml_char(c))
         .map_or(text.len(), |(i, _)| i);
     &text[..end]
 }

@@ -10,6 +10,7 @@ use super::values::{
     Algorithm, ErrorCode, Hex, JobStatus, Language, Output, Payload, PerfectList, Schedule,
 };
 use super::PROTOCOL_VERSION;
+use crate::scan;
 use crate::{Writer, XmlStr};
 
 type Decoded<T> = Result<T, DecodeError>;
@@ -18,17 +19,11 @@ fn fail<T>(problem: Problem, name: &'static str) -> Decoded<T> {
     Err(DecodeError::known(problem, name))
 }
 
-/// A character of the XML `Char` production.
-fn is_xml_char(c: char) -> bool {
-    matches!(c,
-        '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
-}
-
 /// Plain text a program built must hold only characters XML can carry. Raw text came from a
 /// reader, which validated it.
 fn check_text(text: XmlStr<'_>, name: &'static str) -> Decoded<()> {
     match text {
-        XmlStr::Plain(s) if !s.chars().all(is_xml_char) => fail(Problem::BadCharacter, name),
+        XmlStr::Plain(s) if !s.chars().all(scan::is_xml_char) => fail(Problem::BadCharacter, name),
         _ => Ok(()),
     }
 }
