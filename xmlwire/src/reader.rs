@@ -211,14 +211,11 @@ impl Reader {
             return Err(error);
         }
         self.make_room(bytes.len());
-        let end = self.filled + bytes.len();
-        if self.buf.len() < end {
-            self.buf.resize(end, 0);
-        }
-        if let Some(room) = self.buf.get_mut(self.filled..end) {
-            room.copy_from_slice(bytes);
-        }
-        self.filled = end;
+        // Appending past `filled` drops read_from's zeroed spare room, if any: extending copies
+        // once, where resizing first would also zero.
+        self.buf.truncate(self.filled);
+        self.buf.extend_from_slice(bytes);
+        self.filled = self.buf.len();
         Ok(())
     }
 
@@ -238,7 +235,9 @@ impl Reader {
             // a message that fills it is already an error.
             let cap = self.limits.max_message_bytes.max(MIN_BUFFER);
             if self.filled == self.buf.len() && self.buf.len() < cap {
-                let grown = (self.buf.len() * 2).clamp(MIN_BUFFER, cap);
+                let grown = (self.buf.len() * 2)
+                    .max(self.buf.capacity())
+                    .clamp(MIN_BUFFER, cap);
                 self.buf.resize(grown, 0);
             }
             if self.filled == self.buf.len() {
@@ -263,7 +262,7 @@ impl Reader {
             self.filled = 0;
             self.start = 0;
             self.pos = 0;
-        } else if self.buf.len() - self.filled < wanted && self.start > 0 {
+        } else if self.buf.capacity() - self.filled < wanted && self.start > 0 {
             self.buf.copy_within(self.start..self.filled, 0);
             self.base += self.start as u64;
             self.filled -= self.start;
@@ -437,8 +436,25 @@ impl Reader {
                         if open.is_empty() {
                             tokens.clear();
                         }
-                        st = State::StartName { name: rel(i) };
-                        i += 1;
+                        // The name is read here when it is all present; StartName resumes it.
+                        let name_start = i;
+                        i = scan::skip(data, i + 1, scan::NAME);
+                        if i - name_start > max_name {
+                            return Err((ErrorKind::NameTooLong, name_start + max_name));
+                        }
+                        if i == data.len() {
+                            more!(State::StartName {
+                                name: rel(name_start)
+                            });
+                        }
+                        let span = Span {
+                            start: rel(name_start),
+                            end: rel(i),
+                        };
+                        push!(Token::ElementStart { name: span }, name_start - 1);
+                        open.push(span);
+                        *attributes = 0;
+                        st = State::InTag { spaced: false };
                     }
                     Some(_) => return Err((ErrorKind::InvalidName, i)),
                 },
@@ -460,9 +476,12 @@ impl Reader {
                     *attributes = 0;
                     st = State::InTag { spaced: false };
                 }
-                State::InTag { spaced } => {
+                State::InTag { mut spaced } => loop {
+                    // The common case runs straight through here: every attribute of a tag
+                    // whose bytes are all present is read in this loop, without going back to
+                    // the state dispatch. The states below it only resume a cut attribute.
                     let after_space = scan::skip(data, i, scan::WS);
-                    let spaced = spaced || after_space > i;
+                    spaced |= after_space > i;
                     i = after_space;
                     match data.get(i) {
                         None => more!(State::InTag { spaced }),
@@ -470,11 +489,26 @@ impl Reader {
                             push!(Token::ElementOpen, i);
                             i += 1;
                             st = State::Content { text: rel(i) };
+                            break;
                         }
-                        Some(b'/') => {
-                            i += 1;
-                            st = State::TagSlash;
-                        }
+                        Some(b'/') => match data.get(i + 1) {
+                            Some(b'>') => {
+                                push!(Token::ElementEmpty, i);
+                                open.pop();
+                                i += 2;
+                                if open.is_empty() {
+                                    *state = State::Idle;
+                                    return Ok(Scanned::Message(i));
+                                }
+                                st = State::Content { text: rel(i) };
+                                break;
+                            }
+                            None => {
+                                i += 1;
+                                more!(State::TagSlash);
+                            }
+                            Some(_) => return Err((ErrorKind::ExpectedTagEnd, i + 1)),
+                        },
                         Some(&b) if scan::is(b, scan::NAME_START) => {
                             if !spaced {
                                 return Err((ErrorKind::ExpectedWhitespace, i));
@@ -482,13 +516,52 @@ impl Reader {
                             if *attributes >= limits.max_attributes {
                                 return Err((ErrorKind::TooManyAttributes, i));
                             }
-                            st = State::AttrName { name: rel(i) };
+                            let name_start = i;
+                            i = scan::skip(data, i + 1, scan::NAME);
+                            if i - name_start > max_name {
+                                return Err((ErrorKind::NameTooLong, name_start + max_name));
+                            }
+                            if i == data.len() {
+                                more!(State::AttrName {
+                                    name: rel(name_start)
+                                });
+                            }
+                            let name = new_attribute_name(tokens, data, start, name_start, i)?;
+                            i = scan::skip(data, i, scan::WS);
+                            match data.get(i) {
+                                None => more!(State::AttrEq { name }),
+                                Some(b'=') => i += 1,
+                                Some(_) => return Err((ErrorKind::ExpectedEquals, i)),
+                            }
+                            i = scan::skip(data, i, scan::WS);
+                            let quote = match data.get(i) {
+                                None => more!(State::AttrQuote { name }),
+                                Some(&quote) if quote == b'"' || quote == b'\'' => quote,
+                                Some(_) => return Err((ErrorKind::ExpectedQuote, i)),
+                            };
                             i += 1;
+                            let value = rel(i);
+                            match attribute_value_end(data, i, quote)? {
+                                Ok(end) => {
+                                    let value = Span {
+                                        start: value,
+                                        end: rel(end),
+                                    };
+                                    push!(Token::Attribute { name, value }, name_start);
+                                    *attributes += 1;
+                                    i = end + 1;
+                                    spaced = false;
+                                }
+                                Err(resume) => {
+                                    i = resume;
+                                    more!(State::AttrValue { name, value, quote });
+                                }
+                            }
                         }
                         Some(_) if spaced => return Err((ErrorKind::InvalidName, i)),
                         Some(_) => return Err((ErrorKind::ExpectedTagEnd, i)),
                     }
-                }
+                },
                 State::TagSlash => match data.get(i) {
                     None => more!(st),
                     Some(b'>') => {
@@ -505,6 +578,8 @@ impl Reader {
                     }
                     Some(_) => return Err((ErrorKind::ExpectedTagEnd, i)),
                 },
+                // The resume states of a cut attribute; each does its part, as the loop in
+                // InTag does, and moves on.
                 State::AttrName { name } => {
                     i = scan::skip(data, i, scan::NAME);
                     let name_start = abs(name);
@@ -514,24 +589,8 @@ impl Reader {
                     if i == data.len() {
                         more!(st);
                     }
-                    let span = Span {
-                        start: name,
-                        end: rel(i),
-                    };
-                    let name_bytes = &data[name_start..i];
-                    // Duplicate check without allocating: this element's earlier attributes
-                    // are the Attribute tokens at the end of the token list.
-                    for token in tokens.iter().rev() {
-                        let Token::Attribute { name: earlier, .. } = *token else {
-                            break;
-                        };
-                        if earlier.end - earlier.start == span.end - span.start
-                            && data.get(abs(earlier.start)..abs(earlier.end)) == Some(name_bytes)
-                        {
-                            return Err((ErrorKind::DuplicateAttribute, name_start));
-                        }
-                    }
-                    st = State::AttrEq { name: span };
+                    let name = new_attribute_name(tokens, data, start, name_start, i)?;
+                    st = State::AttrEq { name };
                 }
                 State::AttrEq { name } => {
                     i = scan::skip(data, i, scan::WS);
@@ -560,36 +619,20 @@ impl Reader {
                     }
                 }
                 State::AttrValue { name, value, quote } => {
-                    let class = if quote == b'"' {
-                        scan::ATTR_DQ
-                    } else {
-                        scan::ATTR_SQ
-                    };
-                    match scan::scan_chars(data, i, class)? {
-                        Stop::More(at) => {
-                            i = at;
-                            more!(st);
+                    match attribute_value_end(data, i, quote)? {
+                        Ok(end) => {
+                            let span = Span {
+                                start: value,
+                                end: rel(end),
+                            };
+                            push!(Token::Attribute { name, value: span }, abs(name.start));
+                            *attributes += 1;
+                            i = end + 1;
+                            st = State::InTag { spaced: false };
                         }
-                        Stop::At(at) => {
-                            i = at;
-                            match data.get(at) {
-                                Some(b'<') => return Err((ErrorKind::LtInAttributeValue, at)),
-                                Some(b'&') => match check_reference(data, at)? {
-                                    Some(after) => i = after,
-                                    None => more!(st),
-                                },
-                                // Only the closing quote is left in the class's stop set.
-                                _ => {
-                                    let span = Span {
-                                        start: value,
-                                        end: rel(at),
-                                    };
-                                    push!(Token::Attribute { name, value: span }, abs(name.start));
-                                    *attributes += 1;
-                                    i = at + 1;
-                                    st = State::InTag { spaced: false };
-                                }
-                            }
+                        Err(resume) => {
+                            i = resume;
+                            more!(st);
                         }
                     }
                 }
@@ -637,7 +680,7 @@ impl Reader {
                         Some(_) => return Err((ErrorKind::ExpectedTagEnd, i)),
                     }
                 }
-                State::Content { text } => match scan::scan_chars(data, i, scan::TEXT)? {
+                State::Content { text } => match scan::scan_chars::<{ scan::TEXT }>(data, i)? {
                     Stop::More(at) => {
                         i = at;
                         more!(st);
@@ -700,7 +743,7 @@ impl Reader {
                         return Err((ErrorKind::InvalidMarkup, abs(lt)));
                     }
                 }
-                State::Comment => match scan::scan_chars(data, i, scan::COMMENT)? {
+                State::Comment => match scan::scan_chars::<{ scan::COMMENT }>(data, i)? {
                     Stop::More(at) => {
                         i = at;
                         more!(st);
@@ -724,7 +767,7 @@ impl Reader {
                         (Some(_), _) => i = dash + 1,
                     },
                 },
-                State::CData { text } => match scan::scan_chars(data, i, scan::CDATA)? {
+                State::CData { text } => match scan::scan_chars::<{ scan::CDATA }>(data, i)? {
                     Stop::More(at) => {
                         i = at;
                         more!(st);
@@ -770,7 +813,7 @@ impl Reader {
                         Some(_) => return Err((ErrorKind::InvalidName, i)),
                     }
                 }
-                State::Pi => match scan::scan_chars(data, i, scan::PI)? {
+                State::Pi => match scan::scan_chars::<{ scan::PI }>(data, i)? {
                     Stop::More(at) => {
                         i = at;
                         more!(st);
@@ -789,6 +832,64 @@ impl Reader {
                     },
                 },
             }
+        }
+    }
+}
+
+/// Checks a complete attribute name `data[name_start..end]` against the element's earlier
+/// attributes, without allocating: they are the Attribute tokens at the end of the list.
+/// Returns its span (relative to the message start at `start`).
+fn new_attribute_name(
+    tokens: &[Token],
+    data: &[u8],
+    start: usize,
+    name_start: usize,
+    end: usize,
+) -> Result<Span, scan::Fault> {
+    let name_bytes = data.get(name_start..end).unwrap_or_default();
+    for token in tokens.iter().rev() {
+        let Token::Attribute { name: earlier, .. } = *token else {
+            break;
+        };
+        let earlier_start = start + earlier.start as usize;
+        let earlier_end = start + earlier.end as usize;
+        if earlier_end - earlier_start == name_bytes.len()
+            && data.get(earlier_start..earlier_end) == Some(name_bytes)
+        {
+            return Err((ErrorKind::DuplicateAttribute, name_start));
+        }
+    }
+    Ok(Span {
+        start: (name_start - start) as u32,
+        end: (end - start) as u32,
+    })
+}
+
+/// Scans an attribute value from `i` to its closing `quote`: `Ok(index of the quote)`, or
+/// `Err(index to resume at)` when the bytes end first.
+#[inline]
+fn attribute_value_end(
+    data: &[u8],
+    mut i: usize,
+    quote: u8,
+) -> Result<Result<usize, usize>, scan::Fault> {
+    loop {
+        let stop = if quote == b'"' {
+            scan::scan_chars::<{ scan::ATTR_DQ }>(data, i)?
+        } else {
+            scan::scan_chars::<{ scan::ATTR_SQ }>(data, i)?
+        };
+        match stop {
+            Stop::More(at) => return Ok(Err(at)),
+            Stop::At(at) => match data.get(at) {
+                Some(b'<') => return Err((ErrorKind::LtInAttributeValue, at)),
+                Some(b'&') => match check_reference(data, at)? {
+                    Some(after) => i = after,
+                    None => return Ok(Err(at)),
+                },
+                // Only the closing quote is left in the class's stop set.
+                _ => return Ok(Ok(at)),
+            },
         }
     }
 }

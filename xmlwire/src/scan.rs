@@ -107,12 +107,65 @@ pub(crate) enum Stop {
 /// An error found at an index of the scanned bytes.
 pub(crate) type Fault = (ErrorKind, usize);
 
+/// The ASCII bytes (besides controls and non-ASCII) that stop a scan of class `mask`. Repeats
+/// pad the array; `mask` is a constant at every call, so this folds away.
+#[inline(always)]
+fn stop_bytes(mask: u16) -> [u8; 3] {
+    match mask {
+        ATTR_DQ => [b'"', b'<', b'&'],
+        ATTR_SQ => [b'\'', b'<', b'&'],
+        TEXT => [b'<', b'&', b'>'],
+        COMMENT => [b'-'; 3],
+        CDATA => [b'>'; 3],
+        _ => [b'?'; 3],
+    }
+}
+
+/// Skips 8 bytes at a time while none of them needs a look: all printable ASCII, none of
+/// `stops`. Stops before the first word holding such a byte (or with fewer than 8 left), so
+/// the byte loop after it finds the exact position. Tab, LF and CR also stop it: legal, but rare
+/// enough that the byte loop handles them.
+#[inline(always)]
+fn skip_words(bytes: &[u8], mut i: usize, stops: [u8; 3]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Any byte equal to zero: the classic test, exact as a yes/no answer.
+    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    while let Some(Ok(word)) = bytes.get(i..i + 8).map(<[u8; 8]>::try_from) {
+        let x = u64::from_le_bytes(word);
+        // Bytes below 0x20 (controls) or with the high bit set (non-ASCII).
+        let mut needs_look = x.wrapping_sub(ONES * 0x20) & !x & HIGHS | x & HIGHS;
+        for stop in stops {
+            needs_look |= has_zero_byte(x ^ (ONES * u64::from(stop)));
+        }
+        if needs_look != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i
+}
+
 /// Scans character data from `i` over bytes in `mask` and over non-ASCII characters, checking
 /// that everything is a legal XML `Char` in valid UTF-8.
+/// Generic over the class, so each context gets its own loop with its constants folded in.
 #[inline]
-pub(crate) fn scan_chars(bytes: &[u8], mut i: usize, mask: u16) -> Result<Stop, Fault> {
+pub(crate) fn scan_chars<const MASK: u16>(bytes: &[u8], mut i: usize) -> Result<Stop, Fault> {
+    let mask = MASK;
+    let stops = stop_bytes(mask);
     loop {
-        i = skip(bytes, i, mask);
+        i = skip_words(bytes, i, stops);
+        // At most one word byte by byte, then words again.
+        let word_end = bytes.len().min(i + 8);
+        while let Some(&b) = bytes.get(i) {
+            if i == word_end || CLASS[b as usize] & mask == 0 {
+                break;
+            }
+            i += 1;
+        }
+        if i == word_end && i < bytes.len() {
+            continue;
+        }
         match bytes.get(i) {
             None => return Ok(Stop::More(i)),
             Some(&b) if b >= 0x80 => match utf8_char_len(bytes, i)? {
