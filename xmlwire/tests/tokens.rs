@@ -335,3 +335,39 @@ fn line_col_of_an_error() {
     assert_eq!(reader.line_col(0), None, "released with the first message");
     assert_eq!(error.to_string(), "duplicate attribute at byte 25");
 }
+
+#[test]
+fn terminators_split_across_two_chunks() {
+    // Each input is cut right inside a terminator (marked `|`): the first chunk must need more,
+    // and the two chunks must give what the whole gives.
+    let cases: &[&[u8]] = &[
+        b"<a><!-- x -|-></a>",
+        b"<a><!-- x --|></a>",
+        b"<a><![CDATA[x]|]></a>",
+        b"<a><![CDATA[x]]|></a>",
+        b"<a>x]]|</a>",
+        b"<a><?pi x ?|></a>",
+        b"<a/|>",
+        b"<a><b/|></a>",
+        b"<a x=\"\xE2|\x82\xAC\"/>",
+        b"<a x=\"\xE2\x82|\xAC\"/>",
+        b"<a>\xF0\x9F|\x98\x80</a>",
+        b"<a>&am|p;</a>",
+        b"<a><![CD|ATA[x]]></a>",
+        b"<a></a|>",
+    ];
+    for case in cases {
+        let cut = case.iter().position(|&b| b == b'|').unwrap();
+        let input: Vec<u8> = case.iter().copied().filter(|&b| b != b'|').collect();
+        let mut reader = Reader::new(Limits::default());
+        reader.feed(&input[..cut]).unwrap();
+        assert!(
+            reader.next_message().unwrap().is_none(),
+            "{}",
+            String::from_utf8_lossy(case)
+        );
+        let whole = run_whole(&input);
+        assert_eq!(whole.end, Ok(()), "{}", String::from_utf8_lossy(case));
+        assert_eq!(run_chunked(&input, &[cut], Limits::default()), whole);
+    }
+}
