@@ -121,25 +121,27 @@ fn stop_bytes(mask: u16) -> [u8; 3] {
     }
 }
 
-/// Skips 8 bytes at a time while none of them needs a look: all printable ASCII, none of
-/// `stops`. Stops before the first word holding such a byte (or with fewer than 8 left), so
-/// the byte loop after it finds the exact position. Tab, LF and CR also stop it: legal, but rare
-/// enough that the byte loop handles them.
+/// Skips 8 bytes at a time while none of them needs a look (all printable ASCII, none of
+/// `stops`), and returns the index of the first byte that does, found within its word without a
+/// byte loop; or, with fewer than 8 bytes left, the index where they start. Tab, LF and CR
+/// also need a look: legal, but rare enough for the caller to step over one at a time.
 #[inline(always)]
 fn skip_words(bytes: &[u8], mut i: usize, stops: [u8; 3]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Any byte equal to zero: the classic test, exact as a yes/no answer.
-    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    // The high bit of each zero byte. Borrows can also flag a byte above a zero byte, never
+    // below the first one, so the lowest flag is exact: that is all that is used.
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     while let Some(Ok(word)) = bytes.get(i..i + 8).map(<[u8; 8]>::try_from) {
         let x = u64::from_le_bytes(word);
-        // Bytes below 0x20 (controls) or with the high bit set (non-ASCII).
+        // Bytes below 0x20 (same borrow argument) or with the high bit set (non-ASCII).
         let mut needs_look = x.wrapping_sub(ONES * 0x20) & !x & HIGHS | x & HIGHS;
         for stop in stops {
-            needs_look |= has_zero_byte(x ^ (ONES * u64::from(stop)));
+            needs_look |= zero_bytes(x ^ (ONES * u64::from(stop)));
         }
         if needs_look != 0 {
-            break;
+            // Little-endian: the lowest flagged bit is in the first flagged byte.
+            return i + (needs_look.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
@@ -151,23 +153,13 @@ fn skip_words(bytes: &[u8], mut i: usize, stops: [u8; 3]) -> usize {
 /// Generic over the class, so each context gets its own loop with its constants folded in.
 #[inline]
 pub(crate) fn scan_chars<const MASK: u16>(bytes: &[u8], mut i: usize) -> Result<Stop, Fault> {
-    let mask = MASK;
-    let stops = stop_bytes(mask);
+    let stops = stop_bytes(MASK);
     loop {
         i = skip_words(bytes, i, stops);
-        // At most one word byte by byte, then words again.
-        let word_end = bytes.len().min(i + 8);
-        while let Some(&b) = bytes.get(i) {
-            if i == word_end || CLASS[b as usize] & mask == 0 {
-                break;
-            }
-            i += 1;
-        }
-        if i == word_end && i < bytes.len() {
-            continue;
-        }
         match bytes.get(i) {
             None => return Ok(Stop::More(i)),
+            // Tab, LF, CR, or one of the last few bytes, which no word covers.
+            Some(&b) if CLASS[b as usize] & MASK != 0 => i += 1,
             Some(&b) if b >= 0x80 => match utf8_char_len(bytes, i)? {
                 Some(len) => i += len,
                 None => return Ok(Stop::More(i)),
@@ -382,6 +374,35 @@ mod tests {
             parse_reference(b"&nbsp;"),
             Reference::Bad(ErrorKind::UnknownEntity, 0)
         );
+    }
+
+    #[test]
+    fn skip_words_finds_the_first_byte_that_needs_a_look() {
+        // Against the plain definition, on bytes drawn from the interesting ones.
+        let interesting = [
+            b'a', b' ', b'~', 0x7F, b'"', b'<', b'&', b'>', b'-', 0, 0x1F, 0x80, 0xFF,
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for mask in [ATTR_DQ, ATTR_SQ, TEXT, COMMENT, CDATA, PI] {
+            let stops = stop_bytes(mask);
+            for _ in 0..20_000 {
+                let mut bytes = [0u8; 19];
+                for b in &mut bytes {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    *b = interesting[(state % interesting.len() as u64) as usize];
+                }
+                let needs_look = |b: u8| !(0x20..0x80).contains(&b) || stops.contains(&b);
+                let first = bytes.iter().position(|&b| needs_look(b));
+                let found = skip_words(&bytes, 0, stops);
+                match first {
+                    Some(at) if at < 16 => assert_eq!(found, at, "{bytes:?}"),
+                    // Past the last whole word: stopped where the words end, or earlier.
+                    _ => assert!(found == 16, "{bytes:?}"),
+                }
+            }
+        }
     }
 
     #[test]
