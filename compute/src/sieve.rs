@@ -1,0 +1,623 @@
+//! The segmented divisor-pair sieve.
+//!
+//! For a block `[start, end)`, every number starts at 1 (s(1) = 0) and every divisor d from 2
+//! to isqrt(end - 1) adds d + k to each of its multiples n = k * d with k >= d in the block: the
+//! pair (d, n / d). A square d * d got 2d and is corrected to d afterwards. So every proper
+//! divisor of every n is enumerated and summed, a few memory updates per number.
+//!
+//! The block is swept in cache-sized segments. Divisors are handled in three bands:
+//! * small (d <= [`SMALL_DIVISOR_LIMIT`]): each keeps its next multiple and its next k across
+//!   segments and hits a segment many times; no division after the block's start.
+//! * bucketed (up to [`MAX_BUCKET_DIVISORS`] more): each hits a segment at most a few times and
+//!   usually not at all, so each waits in the bucket of the segment of its next multiple and is
+//!   touched only when it hits.
+//! * direct (only above ~7 * 10^13, where the buckets would take too much memory): the first
+//!   multiple in each segment is found by one division per divisor per (wider) segment.
+
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::kernel::{isqrt, BlockTally};
+
+/// log2 of the segment length in numbers: 2^15 u64 sums are 256 KiB, half of this L2.
+pub(crate) const LOG2_SEGMENT_LEN: u32 = 15;
+/// The segment length when some divisors are sieved directly: a division per divisor per
+/// segment makes longer segments worth their cache misses.
+pub(crate) const LOG2_WIDE_SEGMENT_LEN: u32 = 20;
+/// Divisors up to this are swept over L1-sized pieces of a segment, this long.
+pub(crate) const TINY_DIVISOR_LIMIT: u64 = 1 << 10;
+pub(crate) const TINY_SEGMENT_LEN: u64 = 1 << 12;
+/// Divisors up to this keep per-divisor state and are swept over every segment; it must be at
+/// least the segment length, so that a bucketed divisor hits a segment at most once.
+pub(crate) const SMALL_DIVISOR_LIMIT: u64 = 1 << LOG2_SEGMENT_LEN;
+/// At most this many divisors wait in buckets (8 bytes each: 64 MiB per thread).
+pub(crate) const MAX_BUCKET_DIVISORS: u64 = 1 << 23;
+/// Blocks are at most this long, so offsets in a block fit in u32 with room for a divisor.
+pub(crate) const MAX_BLOCK_LEN: u64 = 1 << 31;
+/// Below this bound every s(n) fits in u64, so plain u64 sums are exact. Proof:
+/// s(n) <= 1 + sum_{d=2}^{sqrt n} (d + n/d) <= 1 + n/2 + sqrt(n)/2 + n ln sqrt(n), which for
+/// n < 2^59 is below 21 * 2^59 < 2^64. Above it the sieve sums in u128.
+pub(crate) const EXACT_IN_U64_BELOW: u64 = 1 << 59;
+/// Divisions between two looks at the stop flag in the per-block and per-segment setup.
+const DIVISIONS_PER_STOP_CHECK: u64 = 1 << 16;
+
+/// The smallest and largest block lengths worth using for ranges ending at `hi`.
+pub(crate) fn block_len_bounds(hi: u64) -> (u64, u64) {
+    let max_divisor = isqrt(hi.saturating_sub(1));
+    // Starting a block costs one division per divisor; 32 numbers per divisor keep that below a
+    // few percent of the block's time.
+    let floor = max_divisor
+        .saturating_mul(32)
+        .clamp(1 << LOG2_SEGMENT_LEN, MAX_BLOCK_LEN);
+    // Long blocks lose more work to a stop (only the first unfinished block's prefix is kept),
+    // so past the floor stay near a second of work.
+    let ceiling = floor.max(1 << 26);
+    (floor, ceiling)
+}
+
+/// The bands of divisors a block uses; shared with the cost model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Bands {
+    /// Largest divisor the block needs: isqrt(end - 1).
+    pub max_divisor: u64,
+    /// Small divisors are 2..=small_top.
+    pub small_top: u64,
+    /// Bucketed divisors are small_top+1..=bucket_top; direct ones bucket_top+1..=max_divisor.
+    pub bucket_top: u64,
+    /// log2 of the segment length.
+    pub log2_segment_len: u32,
+}
+
+impl Bands {
+    pub fn new(start: u64, end: u64) -> Bands {
+        let len = end - start;
+        let max_divisor = isqrt(end.saturating_sub(1));
+        // A bucketed divisor's cofactor n / d must fit in u32.
+        let cofactors_fit = |small_top: u64| (end - 1) / (small_top + 1) < u64::from(u32::MAX);
+        let small_top = max_divisor.min(SMALL_DIVISOR_LIMIT);
+        let narrow = Bands {
+            max_divisor,
+            small_top,
+            bucket_top: small_top,
+            log2_segment_len: LOG2_SEGMENT_LEN,
+        };
+        // A block of one segment would set each bucketed divisor up only to use it once; the
+        // direct sweep does the same work without the buckets' memory.
+        if max_divisor == small_top || len <= 1 << LOG2_SEGMENT_LEN {
+            return narrow;
+        }
+        if max_divisor - small_top <= MAX_BUCKET_DIVISORS && cofactors_fit(small_top) {
+            return Bands {
+                bucket_top: max_divisor,
+                ..narrow
+            };
+        }
+        // Too many large divisors for the buckets: wide segments, buckets as far as memory and
+        // the cofactors' width allow, one division per divisor per segment beyond.
+        let small_top = max_divisor.min(1 << LOG2_WIDE_SEGMENT_LEN);
+        let bucket_top = if cofactors_fit(small_top) {
+            max_divisor.min(small_top + MAX_BUCKET_DIVISORS)
+        } else {
+            small_top
+        };
+        Bands {
+            max_divisor,
+            small_top,
+            bucket_top,
+            log2_segment_len: LOG2_WIDE_SEGMENT_LEN,
+        }
+    }
+}
+
+/// A per-number divisor sum: u64 where that is exact (wrapping never happens), else u128.
+pub(crate) trait Accumulator: Copy + Default {
+    const ONE: Self;
+    fn add(&mut self, value: u64);
+    fn subtract(&mut self, value: u64);
+    /// s(n) mod 2^64.
+    fn low_bits(self) -> u64;
+    /// Whether the sum is exactly n.
+    fn is(self, n: u64) -> bool;
+}
+
+impl Accumulator for u64 {
+    const ONE: u64 = 1;
+    #[inline(always)]
+    fn add(&mut self, value: u64) {
+        *self = self.wrapping_add(value);
+    }
+    #[inline(always)]
+    fn subtract(&mut self, value: u64) {
+        *self = self.wrapping_sub(value);
+    }
+    #[inline(always)]
+    fn low_bits(self) -> u64 {
+        self
+    }
+    #[inline(always)]
+    fn is(self, n: u64) -> bool {
+        self == n
+    }
+}
+
+impl Accumulator for u128 {
+    const ONE: u128 = 1;
+    #[inline(always)]
+    fn add(&mut self, value: u64) {
+        *self += u128::from(value);
+    }
+    #[inline(always)]
+    fn subtract(&mut self, value: u64) {
+        *self -= u128::from(value);
+    }
+    #[inline(always)]
+    fn low_bits(self) -> u64 {
+        self as u64
+    }
+    #[inline(always)]
+    fn is(self, n: u64) -> bool {
+        self == u128::from(n)
+    }
+}
+
+/// Where divisor d first hits `[first, ...)`: the offset of its first multiple n >= max(first,
+/// d * d) and the value d + n / d to add there.
+#[inline]
+fn first_hit(first: u64, d: u64) -> (u64, u64) {
+    let square = d * d;
+    if square >= first {
+        (square - first, 2 * d)
+    } else {
+        let quotient = first / d;
+        match first % d {
+            0 => (0, d + quotient),
+            remainder => (d - remainder, d + quotient + 1),
+        }
+    }
+}
+
+/// A band of small divisors `low..=top` and their state: for each, the cofactor k of its next
+/// multiple n = k * d (k >= d). Storing k alone (n is one multiplication away) keeps the state
+/// at 8 bytes a divisor, which matters because all of it streams through the cache once per
+/// segment.
+#[derive(Default)]
+struct SmallDivisors {
+    low: u64,
+    cofactor: Vec<u64>,
+    /// Runs of divisors that hit a full segment the same number of times, m or m + 1 where
+    /// m = segment length / d: `(first divisor, last divisor, m)`, smallest divisors first.
+    /// Looping a known m times per divisor keeps the loop exits predictable.
+    laps: Vec<(u64, u64, u32)>,
+}
+
+impl SmallDivisors {
+    /// Sets the band `low..=top` up for a block starting at `start`, swept in segments of
+    /// `segment_len` (at least `top`).
+    fn reset(&mut self, start: u64, low: u64, top: u64, segment_len: u64) {
+        self.low = low;
+        self.cofactor.clear();
+        self.cofactor
+            .extend((low..=top).map(|d| first_hit(start, d).1 - d));
+        self.laps.clear();
+        let mut d = low;
+        while d <= top {
+            let laps = segment_len / d;
+            let last = (segment_len / laps).min(top);
+            self.laps.push((d, last, laps as u32));
+            d = last + 1;
+        }
+    }
+
+    /// Adds the band's pairs to the full segment `sums` starting at `first`, then moves the
+    /// state on to the next segment.
+    #[inline(never)]
+    fn sieve_full<S: Accumulator>(&mut self, sums: &mut [S], first: u64) {
+        let segment_len = sums.len();
+        for &(low, high, laps) in &self.laps {
+            let cofactors =
+                &mut self.cofactor[(low - self.low) as usize..=(high - self.low) as usize];
+            for (cofactor, d) in cofactors.iter_mut().zip(low..) {
+                let mut offset = (d * *cofactor - first) as usize;
+                let mut add = d + *cofactor;
+                let step = d as usize;
+                if offset < step {
+                    // Active and past its first hit: exactly `laps` hits fit, maybe one more.
+                    for _ in 0..laps {
+                        sums[offset].add(add);
+                        offset += step;
+                        add += 1;
+                    }
+                    // Without a branch: a miss adds 0 to the last hit instead.
+                    let hit = offset < segment_len;
+                    sums[if hit { offset } else { offset - step }].add(if hit { add } else { 0 });
+                    add += u64::from(hit);
+                } else {
+                    while offset < segment_len {
+                        sums[offset].add(add);
+                        offset += step;
+                        add += 1;
+                    }
+                }
+                *cofactor = add - d;
+            }
+        }
+    }
+
+    /// As [`SmallDivisors::sieve_full`], for a block's last, shorter segment.
+    #[inline(never)]
+    fn sieve_partial<S: Accumulator>(&mut self, sums: &mut [S], first: u64) {
+        for (cofactor, d) in self.cofactor.iter_mut().zip(self.low..) {
+            let n = d * *cofactor;
+            let mut add = d + *cofactor;
+            if n - first < sums.len() as u64 {
+                let mut offset = (n - first) as usize;
+                while let Some(sum) = sums.get_mut(offset) {
+                    sum.add(add);
+                    offset += d as usize;
+                    add += 1;
+                }
+            }
+            *cofactor = add - d;
+        }
+    }
+}
+
+/// A bucketed divisor's next multiple n = divisor * cofactor, where the pair adds
+/// divisor + cofactor. The cofactor fits in u32 because buckets are only used where
+/// n / d < 2^32 (see [`Bands`]).
+#[derive(Clone, Copy, Default)]
+struct Pending {
+    divisor: u32,
+    cofactor: u32,
+}
+
+/// Entries per chunk of the bucket pool.
+const CHUNK: usize = 1024;
+/// No chunk.
+const NONE: u32 = u32::MAX;
+
+/// One bucket per segment (a ring, since no divisor jumps further than the ring's length), each
+/// a list of fixed-size chunks from a pool sized once per block: pushing never allocates.
+#[derive(Default)]
+struct Buckets {
+    pool: Vec<Pending>,
+    /// For each chunk: the next chunk of the same bucket, or of the free list.
+    link: Vec<u32>,
+    /// For each bucket: its newest chunk (the only one that may be partly filled).
+    head: Vec<u32>,
+    /// For each bucket: where in `pool` its next entry goes; a multiple of CHUNK means the head
+    /// chunk is full (or missing).
+    write: Vec<u32>,
+    free: u32,
+    start: u64,
+    end: u64,
+    /// The next divisor not yet active (its square is past the segments swept so far).
+    next_square_root: u64,
+    high: u64,
+    log2_segment_len: u32,
+    ring_mask: usize,
+}
+
+impl Buckets {
+    /// Sets the buckets up for divisors `low..=high` in the block `[start, end)`.
+    /// Returns false when stopped.
+    fn reset(
+        &mut self,
+        start: u64,
+        end: u64,
+        low: u64,
+        high: u64,
+        log2_segment_len: u32,
+        stop: &AtomicBool,
+    ) -> bool {
+        let divisors = (high + 1).saturating_sub(low) as usize;
+        let ring = ((high >> log2_segment_len) as usize + 2).next_power_of_two();
+        // Every divisor is in at most one bucket; each bucket has at most one partly filled
+        // chunk; one more for the chunk being drained while its entries move on.
+        let chunks = divisors.div_ceil(CHUNK) + ring + 2;
+        self.pool.resize(chunks * CHUNK, Pending::default());
+        self.link.clear();
+        self.link.extend(1..=chunks as u32);
+        if let Some(last) = self.link.last_mut() {
+            *last = NONE;
+        }
+        self.free = 0;
+        self.head.clear();
+        self.head.resize(ring, NONE);
+        self.write.clear();
+        self.write.resize(ring, 0);
+        self.start = start;
+        self.end = end;
+        self.log2_segment_len = log2_segment_len;
+        self.ring_mask = ring - 1;
+        // Divisors already active at the start file their first multiple, at most one divisor
+        // ahead; the others wait until the sweep reaches their square.
+        let mut d = low;
+        while d <= high && d * d < start {
+            if d % DIVISIONS_PER_STOP_CHECK == 0 && stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let (offset, value) = first_hit(start, d);
+            if offset < end - start {
+                self.push(start + offset, d as u32, (value - d) as u32);
+            }
+            d += 1;
+        }
+        self.next_square_root = d;
+        self.high = high;
+        true
+    }
+
+    /// Adds the squares d * d that fall in the segment `[first, first + sums.len())` for the
+    /// divisors that become active there, and files their next multiples.
+    fn activate<S: Accumulator>(&mut self, sums: &mut [S], first: u64) {
+        while self.next_square_root <= self.high {
+            let d = self.next_square_root;
+            let Some(sum) = sums.get_mut((d * d - first) as usize) else {
+                break;
+            };
+            // 2d, as every band adds at a square; `correct_squares` makes it d.
+            sum.add(2 * d);
+            if d * d + d < self.end {
+                self.push(d * d + d, d as u32, d as u32 + 1);
+            }
+            self.next_square_root += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, n: u64, divisor: u32, cofactor: u32) {
+        let bucket = ((n - self.start) >> self.log2_segment_len) as usize & self.ring_mask;
+        let mut write = self.write[bucket];
+        if write as usize % CHUNK == 0 {
+            let fresh = self.free;
+            self.free = self.link[fresh as usize];
+            self.link[fresh as usize] = self.head[bucket];
+            self.head[bucket] = fresh;
+            write = fresh * CHUNK as u32;
+        }
+        self.pool[write as usize] = Pending { divisor, cofactor };
+        self.write[bucket] = write + 1;
+    }
+
+    /// Adds the hits of the segment starting at `first` and files each divisor under the
+    /// segment of its next multiple. Every bucketed divisor is longer than a segment, so it
+    /// hits it at most once.
+    #[inline(never)]
+    fn sieve<S: Accumulator>(&mut self, sums: &mut [S], first: u64) {
+        self.activate(sums, first);
+        let bucket = ((first - self.start) >> self.log2_segment_len) as usize & self.ring_mask;
+        let mut chunk = std::mem::replace(&mut self.head[bucket], NONE);
+        let mut fill = (std::mem::replace(&mut self.write[bucket], 0) as usize)
+            .wrapping_sub(chunk as usize * CHUNK);
+        while chunk != NONE {
+            let base = chunk as usize * CHUNK;
+            for index in base..base + fill {
+                let Pending { divisor, cofactor } = self.pool[index];
+                let n = u64::from(divisor) * u64::from(cofactor);
+                sums[(n - first) as usize].add(u64::from(divisor) + u64::from(cofactor));
+                let next = n + u64::from(divisor);
+                if next < self.end {
+                    self.push(next, divisor, cofactor + 1);
+                }
+            }
+            let next_chunk = self.link[chunk as usize];
+            self.link[chunk as usize] = self.free;
+            self.free = chunk;
+            chunk = next_chunk;
+            fill = CHUNK;
+        }
+    }
+}
+
+/// Per-thread sieve state, reused across blocks so the scan loop does not allocate.
+#[derive(Default)]
+pub(crate) struct SieveWorkspace {
+    narrow: Vec<u64>,
+    wide: Vec<u128>,
+    tiny: SmallDivisors,
+    small: SmallDivisors,
+    buckets: Buckets,
+}
+
+impl SieveWorkspace {
+    pub fn new() -> SieveWorkspace {
+        SieveWorkspace::default()
+    }
+
+    /// Sieves `[start, end)` (at most [`MAX_BLOCK_LEN`] long) into `tally`, calling
+    /// `on_progress` after each segment; returns early, with `tally.done` short, on `stop`.
+    pub fn scan_block(
+        &mut self,
+        start: u64,
+        end: u64,
+        stop: &AtomicBool,
+        on_progress: &mut dyn FnMut(u64),
+        tally: &mut BlockTally,
+    ) {
+        if end <= EXACT_IN_U64_BELOW {
+            self.scan_block_with(start, end, stop, on_progress, tally, |workspace| {
+                &mut workspace.narrow
+            });
+        } else {
+            self.scan_block_with(start, end, stop, on_progress, tally, |workspace| {
+                &mut workspace.wide
+            });
+        }
+    }
+
+    fn scan_block_with<S: Accumulator>(
+        &mut self,
+        start: u64,
+        end: u64,
+        stop: &AtomicBool,
+        on_progress: &mut dyn FnMut(u64),
+        tally: &mut BlockTally,
+        sums_of: fn(&mut SieveWorkspace) -> &mut Vec<S>,
+    ) {
+        debug_assert!(start >= 1 && start <= end && end - start <= MAX_BLOCK_LEN);
+        let len = end - start;
+        if len == 0 {
+            return;
+        }
+        let bands = Bands::new(start, end);
+        let full_len = 1u64 << bands.log2_segment_len;
+        let tiny_top = bands.small_top.min(TINY_DIVISOR_LIMIT);
+        self.tiny.reset(start, 2, tiny_top, TINY_SEGMENT_LEN);
+        self.small
+            .reset(start, tiny_top + 1, bands.small_top, full_len);
+        if !self.buckets.reset(
+            start,
+            end,
+            bands.small_top + 1,
+            bands.bucket_top,
+            bands.log2_segment_len,
+            stop,
+        ) {
+            return;
+        }
+        let mut sums = std::mem::take(sums_of(self));
+        sums.clear();
+        sums.resize(len.min(full_len) as usize, S::ONE);
+
+        let mut first = start;
+        while first < end {
+            let this_len = full_len.min(end - first);
+            let segment = &mut sums[..this_len as usize];
+            segment.fill(S::ONE);
+            if first == 1 {
+                segment[0] = S::default();
+            }
+            if this_len == full_len {
+                // The tiny divisors hit most often: sweep them over L1-sized pieces.
+                for (piece, piece_first) in segment
+                    .chunks_exact_mut(TINY_SEGMENT_LEN as usize)
+                    .zip((first..).step_by(TINY_SEGMENT_LEN as usize))
+                {
+                    self.tiny.sieve_full(piece, piece_first);
+                }
+                self.small.sieve_full(segment, first);
+            } else {
+                self.tiny.sieve_partial(segment, first);
+                self.small.sieve_partial(segment, first);
+            }
+            self.buckets.sieve(segment, first);
+            if !sieve_directly(segment, first, bands.bucket_top + 1, stop) {
+                break;
+            }
+            correct_squares(segment, first);
+            for (sum, n) in segment.iter().zip(first..) {
+                tally.checksum = tally.checksum.wrapping_add(sum.low_bits());
+                if sum.is(n) {
+                    tally.perfect.push(n);
+                }
+            }
+            first += this_len;
+            tally.done = first;
+            on_progress(first);
+            if first < end && stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        *sums_of(self) = sums;
+    }
+}
+
+/// Adds the pairs of every divisor from `low` up to the segment's square root, finding each
+/// one's first multiple by division. Returns false when stopped part-way.
+#[inline(never)]
+fn sieve_directly<S: Accumulator>(
+    segment: &mut [S],
+    first: u64,
+    low: u64,
+    stop: &AtomicBool,
+) -> bool {
+    let last = first + (segment.len() as u64 - 1);
+    let high = isqrt(last);
+    let mut d = low;
+    while d <= high {
+        let chunk_end = high.min(d + DIVISIONS_PER_STOP_CHECK - 1);
+        for divisor in d..=chunk_end {
+            let (offset, mut add) = first_hit(first, divisor);
+            let mut offset = offset as usize;
+            while let Some(sum) = segment.get_mut(offset) {
+                sum.add(add);
+                offset += divisor as usize;
+                add += 1;
+            }
+        }
+        d = chunk_end + 1;
+        if d <= high && stop.load(Ordering::Relaxed) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Every square r * r (r >= 2) in the segment got the pair (r, r) as 2r; it has r once.
+fn correct_squares<S: Accumulator>(segment: &mut [S], first: u64) {
+    let mut root = isqrt(first - 1) + 1;
+    while let Some(square) = root.checked_mul(root) {
+        let Some(sum) = segment.get_mut((square - first) as usize) else {
+            break;
+        };
+        if root >= 2 {
+            sum.subtract(root);
+        }
+        root += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sieve_range(start: u64, end: u64, wide: bool) -> BlockTally {
+        let mut workspace = SieveWorkspace::new();
+        let mut tally = BlockTally {
+            done: start,
+            ..BlockTally::default()
+        };
+        let never = AtomicBool::new(false);
+        if wide {
+            workspace.scan_block_with(start, end, &never, &mut |_| {}, &mut tally, |w| &mut w.wide);
+        } else {
+            workspace.scan_block_with(start, end, &never, &mut |_| {}, &mut tally, |w| {
+                &mut w.narrow
+            });
+        }
+        tally
+    }
+
+    #[test]
+    fn small_range_matches_trial_division() {
+        let tally = sieve_range(1, 10_000, false);
+        assert_eq!(tally.checksum, 32_236_803);
+        assert_eq!(tally.perfect, [6, 28, 496, 8128]);
+        assert_eq!(tally.done, 10_000);
+    }
+
+    #[test]
+    fn u64_and_u128_sums_agree_where_both_are_exact() {
+        for (start, end) in [(1, 70_000), (999_000_000_000, 999_000_300_000)] {
+            let narrow = sieve_range(start, end, false);
+            let wide = sieve_range(start, end, true);
+            assert_eq!(narrow.checksum, wide.checksum);
+            assert_eq!(narrow.perfect, wide.perfect);
+        }
+    }
+
+    #[test]
+    fn bands_split_as_documented() {
+        let near_a_trillion = Bands::new(1_000_000_000_000, 1_000_100_000_000);
+        assert_eq!(near_a_trillion.max_divisor, 1_000_049);
+        assert_eq!(near_a_trillion.small_top, SMALL_DIVISOR_LIMIT);
+        assert_eq!(near_a_trillion.bucket_top, 1_000_049);
+        let one_segment = Bands::new(1_000_000_000_000, 1_000_000_000_100);
+        assert_eq!(one_segment.bucket_top, SMALL_DIVISOR_LIMIT);
+        let near_the_top = Bands::new(u64::MAX - (1 << 22), u64::MAX);
+        assert_eq!(near_the_top.max_divisor, u64::from(u32::MAX));
+        assert_eq!(near_the_top.log2_segment_len, LOG2_WIDE_SEGMENT_LEN);
+    }
+}
