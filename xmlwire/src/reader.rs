@@ -1,7 +1,7 @@
 //! The push reader: bytes in, complete messages out.
 //!
 //! The reader keeps one buffer. Bytes are appended at its end; the scan position only moves
-//! forward; a small `Copy` [`State`] says what construct the scan stopped in, so the next call
+//! forward; a small `Copy` state enum says what construct the scan stopped in, so the next call
 //! resumes exactly there. Every position a state remembers is relative to the start of the
 //! current message, so moving the unfinished message to the front of the buffer (done only when
 //! room is needed) changes nothing but two indices.
