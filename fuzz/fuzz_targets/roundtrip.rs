@@ -17,7 +17,9 @@ fuzz_target!(|input: (Message<'_>, usize)| {
     let mut reader = Reader::new(Limits::DEFAULT);
     reader.feed(&bytes[..cut]).expect("first piece");
     if cut < bytes.len() {
-        let early = reader.next_message().expect("a prefix of a message is no error");
+        let early = reader
+            .next_message()
+            .expect("a prefix of a message is no error");
         assert!(early.is_none(), "a message ended before its last byte");
     }
     reader.feed(&bytes[cut..]).expect("second piece");
@@ -35,7 +37,10 @@ fuzz_target!(|input: (Message<'_>, usize)| {
             if let Ok(decoded) = &decoded {
                 decoded.encode(&mut again);
             }
-            assert_eq!(again, bytes, "the decoded message encodes back to the same bytes");
+            assert_eq!(
+                again, bytes,
+                "the decoded message encodes back to the same bytes"
+            );
         }
         // The writer replaced the characters; what is left may decode or not.
         Err(error) if error.problem == Problem::BadCharacter => {}
