@@ -407,7 +407,9 @@ pub fn scan(
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             prefix.absorb(index, tally, &plan);
-            prefix_head.store(prefix.next, Ordering::Release);
+            // Once a stopped block closed the prefix, no block's progress is the prefix's.
+            let head = if prefix.closed { u64::MAX } else { prefix.next };
+            prefix_head.store(head, Ordering::Release);
             if let Some(progress) = progress {
                 progress.fetch_max(prefix.outcome.done, Ordering::AcqRel);
             }
