@@ -812,3 +812,518 @@ impl<C: CostModel> Scheduler<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Identity;
+
+    /// Per-number cost 1 + ln(n) for `Sieve`, 10x that for `Trial`.
+    #[derive(Debug)]
+    struct LogCost;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Algo {
+        Sieve,
+        Trial,
+    }
+
+    impl CostModel for LogCost {
+        type Algorithm = Algo;
+        fn ops(&self, algorithm: &Algo, lo: u64, hi: u64) -> f64 {
+            let antiderivative = |x: f64| x * x.ln();
+            let ops = antiderivative(hi as f64) - antiderivative(lo as f64);
+            match algorithm {
+                Algo::Sieve => ops,
+                Algo::Trial => 10.0 * ops,
+            }
+        }
+    }
+
+    fn info(host: &str, pid: u32, ops_per_sec: u64) -> ComputeInfo<Algo> {
+        ComputeInfo {
+            identity: Identity {
+                host: host.into(),
+                pid,
+            },
+            peer: "10.0.0.2:40000".into(),
+            threads: 8,
+            algorithm: Algo::Sieve,
+            ops_per_sec,
+        }
+    }
+
+    fn scheduler(start: u64, until: u64) -> Scheduler<LogCost> {
+        Scheduler::new(SchedulerConfig::new(start, until), LogCost).unwrap()
+    }
+
+    fn assign(scheduler: &mut Scheduler<LogCost>, compute: ComputeId, now: Millis) -> Assignment {
+        match scheduler.request(compute, now).unwrap() {
+            RequestOutcome::Assign(assignment) => assignment,
+            other => panic!("expected work, got {other:?}"),
+        }
+    }
+
+    fn finish(
+        scheduler: &mut Scheduler<LogCost>,
+        compute: ComputeId,
+        work: &Assignment,
+        upto: u64,
+        now: Millis,
+    ) -> ResultOutcome {
+        scheduler
+            .result(compute, work.lease, work.lo, upto, 1000, 0, &[], now)
+            .unwrap()
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let config = |start, until| SchedulerConfig::new(start, until);
+        assert_eq!(
+            Scheduler::new(config(0, 5), LogCost).err(),
+            Some(ConfigError::StartIsZero)
+        );
+        assert_eq!(
+            Scheduler::new(config(6, 5), LogCost).err(),
+            Some(ConfigError::UntilBelowStart)
+        );
+        assert_eq!(
+            Scheduler::new(config(1, u64::MAX), LogCost).err(),
+            Some(ConfigError::UntilTooLarge)
+        );
+        let whole = Scheduler::new(config(1, u64::MAX - 1), LogCost).unwrap();
+        assert_eq!(whole.pool().size(), u64::MAX - 1);
+        let single = Scheduler::new(config(7, 7), LogCost).unwrap();
+        assert_eq!(single.pool().size(), 1);
+    }
+
+    #[test]
+    fn a_first_probe_then_ranges_on_target_through_the_scheduler() {
+        // A compute whose true speed is 3e8 ops/s, with a benchmark 3x too optimistic.
+        let mut scheduler = scheduler(1, u64::MAX - 1);
+        let compute = scheduler.join(info("a", 1, 900_000_000), 0);
+        let true_rate = 3e8;
+        let mut now = 0;
+        let mut durations = Vec::new();
+        for _ in 0..8 {
+            let work = assign(&mut scheduler, compute, now);
+            let seconds = LogCost.ops(&Algo::Sieve, work.lo, work.hi) / true_rate;
+            let elapsed = (seconds * 1000.0).round() as u64;
+            now += elapsed;
+            let outcome = scheduler
+                .result(compute, work.lease, work.lo, work.hi, elapsed, 0, &[], now)
+                .unwrap();
+            assert_eq!(outcome.newly_counted, work.hi - work.lo);
+            durations.push(seconds);
+        }
+        // The probe aims at 15/8 s by the benchmark: 5.6 s at the true speed.
+        assert!((durations[0] - 5.625).abs() < 0.1, "{durations:?}");
+        for &seconds in &durations[1..] {
+            assert!((seconds - 15.0).abs() < 0.15, "{durations:?}");
+        }
+        let status = scheduler.status(now);
+        assert_eq!(status.tested, status.frontier - 1);
+        let row = &status.computes[0];
+        assert!((row.estimate_ops_per_sec / true_rate - 1.0).abs() < 0.01);
+        assert!(row.numbers_per_sec > 0.0);
+        assert_eq!(row.tested, status.tested);
+        assert_eq!(row.results, 8);
+    }
+
+    #[test]
+    fn deadlines_are_a_multiple_of_the_prediction_with_a_floor() {
+        let mut scheduler = scheduler(1, u64::MAX - 1);
+        let compute = scheduler.join(info("a", 1, 1_000_000_000), 1000);
+        let probe = assign(&mut scheduler, compute, 1000);
+        assert!(probe.predicted_ms.abs_diff(1875) <= 2, "{probe:?}");
+        assert_eq!(probe.deadline_ms, 1000 + 30_000);
+        assert_eq!(scheduler.next_deadline(), Some(31_000));
+        scheduler
+            .result(compute, probe.lease, probe.lo, probe.hi, 1875, 0, &[], 2875)
+            .unwrap();
+        let work = assign(&mut scheduler, compute, 3000);
+        assert!(work.predicted_ms.abs_diff(15_000) <= 20, "{work:?}");
+        assert_eq!(work.deadline_ms, 3000 + 3 * work.predicted_ms);
+    }
+
+    #[test]
+    fn requests_wait_when_everything_is_leased_and_when_done() {
+        let mut scheduler = scheduler(1, 100);
+        let a = scheduler.join(info("a", 1, 1_000_000_000), 0);
+        let b = scheduler.join(info("b", 2, 1_000_000_000), 0);
+        let work = assign(&mut scheduler, a, 0);
+        assert_eq!((work.lo, work.hi), (1, 101));
+        assert_eq!(
+            scheduler.request(a, 10),
+            Err(SchedError::LeaseOutstanding(work.lease))
+        );
+        assert_eq!(
+            scheduler.request(b, 10),
+            Ok(RequestOutcome::Wait { ms: 2000 })
+        );
+        // Close to the deadline, the wait shrinks to it (but not below the minimum).
+        assert_eq!(
+            scheduler.request(b, work.deadline_ms - 500),
+            Ok(RequestOutcome::Wait { ms: 500 })
+        );
+        assert_eq!(
+            scheduler.request(b, work.deadline_ms - 10),
+            Ok(RequestOutcome::Wait { ms: 250 })
+        );
+        finish(&mut scheduler, a, &work, 101, 20);
+        assert!(scheduler.is_done());
+        assert_eq!(
+            scheduler.request(b, 30),
+            Ok(RequestOutcome::Wait { ms: 2000 })
+        );
+        let status = scheduler.status(40);
+        assert_eq!(
+            (status.tested, status.frontier, status.done),
+            (100, 101, true)
+        );
+    }
+
+    #[test]
+    fn partial_results_and_disconnects_give_back_the_rest_first() {
+        let mut scheduler = scheduler(1, 1_000_000);
+        let a = scheduler.join(info("a", 1, 1_000_000), 0);
+        let b = scheduler.join(info("b", 2, 1_000_000), 0);
+        let first = assign(&mut scheduler, a, 0);
+        let second = assign(&mut scheduler, b, 0);
+        assert_eq!(second.lo, first.hi);
+        // a stops halfway: the rest comes back and is handed out before fresh numbers.
+        let half = first.lo + (first.hi - first.lo) / 2;
+        let outcome = finish(&mut scheduler, a, &first, half, 1000);
+        assert_eq!(outcome.returned, Some((half, first.hi)));
+        assert_eq!(outcome.newly_counted, half - first.lo);
+        // b reported progress, then disconnected: all of its lease comes back.
+        scheduler
+            .progress(b, second.lease, second.hi - 1, 1000)
+            .unwrap();
+        let released = scheduler.leave(b, 1000).unwrap();
+        assert_eq!(released.len(), 1);
+        assert_eq!(
+            scheduler.pool().returned().len(),
+            (first.hi - half) + (second.hi - second.lo)
+        );
+        // (The two returned spans touch, so they merged into one.)
+        let again = assign(&mut scheduler, a, 2000);
+        assert_eq!(again.lo, half);
+        assert!(again.hi <= second.hi);
+        assert_eq!(scheduler.leave(b, 3000), Err(SchedError::UnknownCompute(b)));
+        assert_eq!(
+            scheduler.request(b, 3000),
+            Err(SchedError::UnknownCompute(b))
+        );
+        scheduler.pool().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn bad_messages_are_refused_and_change_nothing() {
+        let mut scheduler = scheduler(1, 1_000_000);
+        let a = scheduler.join(info("a", 1, 1_000_000), 0);
+        let b = scheduler.join(info("b", 2, 1_000_000), 0);
+        let work = assign(&mut scheduler, a, 0);
+        let (lo, hi, lease) = (work.lo, work.hi, work.lease);
+        let before = scheduler.status(5);
+        let ghost = ComputeId(99);
+        let refusals = [
+            (
+                scheduler.progress(ghost, lease, lo, 5),
+                SchedError::UnknownCompute(ghost),
+            ),
+            (
+                scheduler.progress(a, LeaseId(77), lo, 5),
+                SchedError::UnknownLease(LeaseId(77)),
+            ),
+            (
+                scheduler.progress(b, lease, lo, 5),
+                SchedError::LeaseNotYours { lease, owner: a },
+            ),
+            (
+                scheduler.progress(a, lease, hi + 1, 5),
+                SchedError::ProgressOutsideLease {
+                    lease,
+                    done: hi + 1,
+                },
+            ),
+            (
+                scheduler.progress(a, lease, lo - 1, 5),
+                SchedError::ProgressOutsideLease {
+                    lease,
+                    done: lo - 1,
+                },
+            ),
+        ];
+        for (got, expected) in refusals {
+            assert_eq!(got, Err(expected));
+        }
+        let results = [
+            (
+                scheduler.result(b, lease, lo, hi, 5, 0, &[], 5),
+                SchedError::LeaseNotYours { lease, owner: a },
+            ),
+            (
+                scheduler.result(a, LeaseId(0), lo, hi, 5, 0, &[], 5),
+                SchedError::UnknownLease(LeaseId(0)),
+            ),
+            (
+                scheduler.result(a, lease, lo + 1, hi, 5, 0, &[], 5),
+                SchedError::RangeOutsideLease {
+                    lease,
+                    lo: lo + 1,
+                    hi,
+                    lease_lo: lo,
+                    lease_hi: hi,
+                },
+            ),
+            (
+                scheduler.result(a, lease, lo, hi + 1, 5, 0, &[], 5),
+                SchedError::RangeOutsideLease {
+                    lease,
+                    lo,
+                    hi: hi + 1,
+                    lease_lo: lo,
+                    lease_hi: hi,
+                },
+            ),
+            (
+                scheduler.result(a, lease, lo, lo + 5, 5, 0, &[lo + 5], 5),
+                SchedError::ClaimOutsideRange { n: lo + 5 },
+            ),
+            (
+                scheduler.result(a, lease, lo, lo + 9, 5, 0, &[lo + 3, lo + 3], 5),
+                SchedError::ClaimsNotIncreasing,
+            ),
+        ];
+        for (got, expected) in results {
+            assert_eq!(got, Err(expected));
+        }
+        // Only the senders' "last heard" moved.
+        let mut after = scheduler.status(5);
+        for (row, old) in after.computes.iter_mut().zip(&before.computes) {
+            assert_eq!(row.last_heard_ms, 5);
+            row.last_heard_ms = old.last_heard_ms;
+        }
+        assert_eq!(after, before);
+        scheduler.progress(a, lease, lo + 10, 6).unwrap();
+        assert_eq!(
+            scheduler.progress(a, lease, lo + 9, 7),
+            Err(SchedError::ProgressBackwards {
+                lease,
+                previous: lo + 10,
+                done: lo + 9
+            })
+        );
+        assert_eq!(scheduler.status(8).computes[0].lease.unwrap().done, lo + 10);
+        scheduler.pool().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn an_expired_lease_comes_back_and_its_late_result_counts_once() {
+        let mut scheduler = scheduler(1, 1_000_000_000);
+        let slow = scheduler.join(info("slow", 1, 1_000_000), 0);
+        let other = scheduler.join(info("other", 2, 500_000), 0);
+        let work = assign(&mut scheduler, slow, 0);
+        let len = work.hi - work.lo;
+        scheduler
+            .progress(slow, work.lease, work.lo + len / 10, 29_000)
+            .unwrap();
+        assert!(scheduler.expire(work.deadline_ms - 1).is_empty());
+        let expired = scheduler.expire(work.deadline_ms);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(
+            (expired[0].lo, expired[0].hi, expired[0].compute),
+            (work.lo, work.hi, slow)
+        );
+        assert_eq!(scheduler.next_deadline(), None);
+        // Its estimate dropped to what its progress showed, and it probes again.
+        let record = scheduler.registry().get(slow).unwrap();
+        assert!(record.rate.probing());
+        assert!(record.rate.ops_per_sec() < 1_000_000.0);
+        assert_eq!(
+            scheduler.progress(slow, work.lease, work.hi, 30_001),
+            Err(SchedError::LeaseEnded(work.lease))
+        );
+        // The range goes to the other (slower) compute, whose probe is shorter.
+        let reissued = assign(&mut scheduler, other, 30_000);
+        assert_eq!(reissued.lo, work.lo);
+        assert!(reissued.hi < work.hi);
+        // The late result for all of it arrives and counts all of it, once.
+        let late = scheduler
+            .result(slow, work.lease, work.lo, work.hi, 40_000, 7, &[], 40_000)
+            .unwrap();
+        assert!(late.late);
+        assert_eq!(late.newly_counted, len);
+        assert_eq!(late.returned, None);
+        assert_eq!(late.checksum, 7);
+        assert!(scheduler.pool().returned().is_empty());
+        // The reissued lease finishes: nothing new. A duplicate late result: nothing new.
+        let outcome = finish(&mut scheduler, other, &reissued, reissued.hi, 41_000);
+        assert_eq!(outcome.newly_counted, 0);
+        let duplicate = scheduler
+            .result(slow, work.lease, work.lo, work.hi, 40_000, 7, &[], 42_000)
+            .unwrap();
+        assert_eq!(duplicate.newly_counted, 0);
+        assert_eq!(scheduler.pool().tested(), len);
+        assert_eq!(scheduler.pool().leased().len(), 0);
+        scheduler.pool().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_reconnected_compute_may_deliver_its_late_result_others_may_not() {
+        let mut scheduler = scheduler(1, 1_000_000);
+        let first = scheduler.join(info("h", 42, 1_000_000), 0);
+        let work = assign(&mut scheduler, first, 0);
+        scheduler.leave(first, 10).unwrap();
+        let stranger = scheduler.join(info("h", 43, 1_000_000), 20);
+        assert_eq!(
+            scheduler.result(stranger, work.lease, work.lo, work.hi, 5, 0, &[], 30),
+            Err(SchedError::LeaseNotYours {
+                lease: work.lease,
+                owner: first
+            })
+        );
+        let again = scheduler.join(info("h", 42, 1_000_000), 20);
+        let outcome = scheduler
+            .result(again, work.lease, work.lo, work.hi, 5, 0, &[], 30)
+            .unwrap();
+        assert!(outcome.late);
+        assert_eq!(outcome.newly_counted, work.hi - work.lo);
+        // Its timing belongs to the old connection's lease: not used for the new estimate.
+        assert_eq!(outcome.observation, None);
+        assert_eq!(
+            scheduler.registry().get(again).unwrap().tested,
+            work.hi - work.lo
+        );
+    }
+
+    #[test]
+    fn perfect_numbers_sorted_unique_first_finder_kept() {
+        let mut scheduler = scheduler(1, 10_000);
+        let a = scheduler.join(info("a", 1, 1_000_000), 0);
+        let work = assign(&mut scheduler, a, 0);
+        assert!(work.hi > 8129);
+        let outcome = scheduler
+            .result(
+                a,
+                work.lease,
+                work.lo,
+                work.hi,
+                1000,
+                0,
+                &[6, 28, 496, 8128],
+                10,
+            )
+            .unwrap();
+        assert_eq!(outcome.claims, [6, 28, 496, 8128]);
+        assert!(scheduler.record_perfect(496, a, "a".into(), 11));
+        assert!(scheduler.record_perfect(6, a, "a".into(), 12));
+        assert!(!scheduler.record_perfect(6, ComputeId(9), "z".into(), 13));
+        assert!(!scheduler.record_perfect(20_000, a, "a".into(), 13));
+        let found: Vec<_> = scheduler.perfect().map(|p| (p.n, p.found_ms)).collect();
+        assert_eq!(found, [(6, 12), (496, 11)]);
+        // A duplicate result only passes back the claims not yet recorded.
+        let again = scheduler
+            .result(a, work.lease, work.lo, work.hi, 1000, 0, &[6, 28], 20)
+            .unwrap();
+        assert_eq!(again.claims, [28]);
+    }
+
+    #[test]
+    fn snapshot_and_restore() {
+        let mut scheduler = scheduler(1, 1_000_000);
+        let a = scheduler.join(info("a", 1, 1_000_000), 0);
+        let work = assign(&mut scheduler, a, 0);
+        finish(&mut scheduler, a, &work, work.lo + 100, 10);
+        scheduler.record_perfect(28, a, "a".into(), 10);
+        let in_flight = assign(&mut scheduler, a, 20);
+        let snapshot = scheduler.snapshot();
+        assert_eq!(snapshot.done, [(1, 101)]);
+        let mut restored =
+            Scheduler::restore(SchedulerConfig::new(1, 1_000_000), LogCost, &snapshot).unwrap();
+        assert_eq!(restored.pool().tested(), 100);
+        assert_eq!(restored.perfect().count(), 1);
+        let b = restored.join(info("b", 2, 1_000_000), 30);
+        let first = assign(&mut restored, b, 30);
+        // Leases are not saved: the in-flight range is handed out again, under a new id.
+        assert_eq!(first.lo, 101);
+        assert!(first.lease > in_flight.lease);
+        assert_eq!(
+            Scheduler::restore(SchedulerConfig::new(2, 1_000_000), LogCost, &snapshot).err(),
+            Some(ConfigError::SnapshotMismatch)
+        );
+    }
+
+    #[test]
+    fn garbage_timing_never_breaks_sizing() {
+        let mut scheduler = scheduler(1, u64::MAX - 1);
+        let a = scheduler.join(info("a", 1, u64::MAX), 0);
+        let b = scheduler.join(info("b", 2, 0), 0);
+        for (compute, elapsed) in [(a, 0), (a, u64::MAX), (b, 0), (b, u64::MAX), (a, 1), (b, 1)] {
+            let work = assign(&mut scheduler, compute, 1_000);
+            assert!(work.lo < work.hi && work.hi - work.lo <= 1 << 40);
+            assert!(work.deadline_ms >= 1_000 + 30_000 && work.deadline_ms <= 1_000 + 86_400_000);
+            scheduler
+                .result(
+                    compute,
+                    work.lease,
+                    work.lo,
+                    work.hi,
+                    elapsed,
+                    0,
+                    &[],
+                    2_000,
+                )
+                .unwrap();
+        }
+        scheduler.pool().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn an_empty_result_gives_the_lease_up() {
+        let mut scheduler = scheduler(1, 1_000);
+        let a = scheduler.join(info("a", 1, 1_000_000), 0);
+        let work = assign(&mut scheduler, a, 0);
+        let outcome = finish(&mut scheduler, a, &work, work.lo, 10);
+        assert_eq!(outcome.newly_counted, 0);
+        assert_eq!(outcome.returned, Some((work.lo, work.hi)));
+        assert_eq!(outcome.observation, None);
+        assert_eq!(assign(&mut scheduler, a, 20).lo, work.lo);
+    }
+
+    #[test]
+    fn status_rows() {
+        let mut scheduler = scheduler(5, 1_000_000);
+        let mut trial = info("t", 3, 2_000_000);
+        trial.algorithm = Algo::Trial;
+        let a = scheduler.join(trial, 100);
+        let work = assign(&mut scheduler, a, 200);
+        scheduler.progress(a, work.lease, work.lo + 3, 300).unwrap();
+        let status = scheduler.status(400);
+        assert_eq!(
+            (status.start, status.until, status.size),
+            (5, 1_000_000, 999_996)
+        );
+        assert_eq!((status.tested, status.frontier, status.done), (0, 5, false));
+        assert_eq!(status.leased, work.hi - work.lo);
+        let row = &status.computes[0];
+        assert_eq!(
+            (row.id, row.host.as_str(), row.pid, row.threads),
+            (a, "t", 3, 8)
+        );
+        assert_eq!(row.algorithm, Algo::Trial);
+        assert_eq!(row.benchmark_ops_per_sec, 2_000_000);
+        assert_eq!((row.since_ms, row.last_heard_ms), (100, 300));
+        assert_eq!(
+            row.lease,
+            Some(LeaseRow {
+                id: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                done: work.lo + 3,
+                deadline_ms: work.deadline_ms
+            })
+        );
+    }
+}
