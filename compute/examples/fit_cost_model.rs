@@ -1,6 +1,6 @@
 //! Derives the sieve cost model's weights: times one-thread sieve scans at magnitudes from 10^4
 //! to 10^13, splits each run's work into its kinds (`compute::cost::sieve_work`), and fits the
-//! seconds per unit of each kind by least squares. The weights in `cost.rs` are these figures
+//! seconds per unit of each kind (non-negative, least squared relative error). The weights in `cost.rs` are these figures
 //! divided by the seconds per small-divisor update. Also prints how far the current model is
 //! off on each run.
 //!
@@ -10,53 +10,44 @@ use compute::bench;
 use compute::cost::{self, SieveWork};
 use compute::Algorithm;
 
-fn features(work: &SieveWork) -> [f64; 5] {
+fn features(work: &SieveWork) -> [f64; 4] {
     // Direct updates and divisions only matter past ~7 * 10^13, outside what this fits.
-    [
-        work.small_hits,
-        work.numbers,
-        work.visits,
-        work.bucket_hits,
-        work.divisions,
-    ]
+    [work.numbers, work.small_hits, work.visits, work.bucket_hits]
 }
 
-/// Solves the normal equations (A^T A) x = A^T b by Gaussian elimination.
-fn least_squares(rows: &[[f64; 5]], targets: &[f64]) -> [f64; 5] {
-    let mut normal = [[0.0; 6]; 5];
-    for (row, &target) in rows.iter().zip(targets) {
-        // Relative error matters, not absolute: weigh each run by 1 / its time.
-        let weight = 1.0 / target;
-        for i in 0..5 {
-            for j in 0..5 {
-                normal[i][j] += row[i] * row[j] * weight * weight;
-            }
-            normal[i][5] += row[i] * target * weight * weight;
-        }
-    }
-    for column in 0..5 {
-        let pivot = (column..5)
-            .max_by(|&a, &b| normal[a][column].abs().total_cmp(&normal[b][column].abs()))
-            .unwrap_or(column);
-        normal.swap(column, pivot);
-        for row in 0..5 {
-            if row != column && normal[column][column] != 0.0 {
-                let factor = normal[row][column] / normal[column][column];
-                for k in column..6 {
-                    normal[row][k] -= factor * normal[column][k];
+fn relative_error(weights: &[f64; 4], rows: &[[f64; 4]], targets: &[f64]) -> f64 {
+    rows.iter()
+        .zip(targets)
+        .map(|(row, &target)| {
+            let predicted: f64 = row.iter().zip(weights).map(|(x, w)| x * w).sum();
+            (predicted / target - 1.0).powi(2)
+        })
+        .sum()
+}
+
+/// Non-negative seconds per unit of each kind of work that minimise the squared relative
+/// errors, by coordinate search (four unknowns; least squares without the sign constraint
+/// trades negative weights against each other on collinear features).
+fn fit(rows: &[[f64; 4]], targets: &[f64]) -> [f64; 4] {
+    let mut weights = [4e-9, 6e-10, 1e-9, 3e-9];
+    let mut steps = [1e-9, 2e-10, 1e-9, 1e-9];
+    for _ in 0..10_000 {
+        let mut improved = false;
+        for i in 0..4 {
+            for sign in [1.0f64, -1.0] {
+                let mut trial = weights;
+                trial[i] = (trial[i] + sign * steps[i]).max(0.0);
+                if relative_error(&trial, rows, targets) < relative_error(&weights, rows, targets) {
+                    weights = trial;
+                    improved = true;
                 }
             }
         }
+        if !improved {
+            steps.iter_mut().for_each(|step| *step /= 2.0);
+        }
     }
-    let mut solution = [0.0; 5];
-    for i in 0..5 {
-        solution[i] = if normal[i][i] == 0.0 {
-            0.0
-        } else {
-            normal[i][5] / normal[i][i]
-        };
-    }
-    solution
+    weights
 }
 
 fn main() {
@@ -108,15 +99,17 @@ fn main() {
         rows.push(features(&work));
         targets.push(best.seconds);
     }
-    let fit = least_squares(&rows, &targets);
-    let unit = fit[0];
+    let fit = fit(&rows, &targets);
+    let unit = fit[1];
     println!("seconds per small-divisor update: {unit:.3e}");
     println!(
-        "weights (numbers, visits, bucket updates, divisions) in small-divisor updates: \
-         {:.2}, {:.2}, {:.2}, {:.2}",
-        fit[1] / unit,
+        "weights in small-divisor updates: numbers {:.2}, visits {:.2}, bucket updates {:.2}",
+        fit[0] / unit,
         fit[2] / unit,
-        fit[3] / unit,
-        fit[4] / unit
+        fit[3] / unit
     );
+    for (row, &target) in rows.iter().zip(&targets) {
+        let predicted: f64 = row.iter().zip(&fit).map(|(x, w)| x * w).sum();
+        println!("  fitted {:>+6.1}%", (predicted / target - 1.0) * 100.0);
+    }
 }

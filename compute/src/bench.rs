@@ -70,6 +70,24 @@ pub fn time_scan(algorithm: Algorithm, lo: u64, numbers: u64, threads: usize) ->
     }
 }
 
+/// The timing loop's workload for one thread, run on the calling thread and timed by its
+/// on-CPU time: cost-model operations per CPU-second, or None where the system does not say.
+/// On a shared machine this checks the model without the noise of other processes' load.
+pub fn ops_per_cpu_second(algorithm: Algorithm) -> Option<f64> {
+    let never = AtomicBool::new(false);
+    let ranges = cost::calibration_ranges(algorithm);
+    let ops: f64 = ranges
+        .iter()
+        .map(|&(lo, hi)| cost::ops(algorithm, lo, hi))
+        .sum();
+    let before = thread_cpu_seconds()?;
+    for &(lo, hi) in ranges {
+        let _ = scan(algorithm, lo, hi, 1, &never, None);
+    }
+    let seconds = thread_cpu_seconds()? - before;
+    (seconds > 0.0).then(|| ops / seconds)
+}
+
 /// Time the calling thread has spent on a CPU (Linux's /proc/thread-self/schedstat, in ns).
 pub fn thread_cpu_seconds() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -231,14 +249,34 @@ pub fn run_report(threads: usize, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "{:<6} {:>6} {:>7} {:>14} {:>11} {:>10} {:>7}",
-        "alg", "near", "threads", "numbers", "predicted", "measured", "error"
+        "(wall clock, as manage will use it; and, for one thread, on-CPU time against an on-CPU"
+    )?;
+    writeln!(
+        out,
+        " timing loop, which leaves out other processes' load on a shared machine)"
+    )?;
+    let cpu_rates: Vec<(Algorithm, Option<f64>)> = Algorithm::ALL
+        .iter()
+        .map(|&algorithm| (algorithm, ops_per_cpu_second(algorithm)))
+        .collect();
+    writeln!(
+        out,
+        "{:<6} {:>6} {:>7} {:>14} {:>10} {:>9} {:>7} {:>10} {:>9} {:>7}",
+        "alg",
+        "near",
+        "threads",
+        "numbers",
+        "predicted",
+        "measured",
+        "error",
+        "cpu pred",
+        "cpu meas",
+        "error"
     )?;
     for m in &measurements {
         let predicted = predicted_seconds(&rates, m.algorithm, m.threads, m.lo, m.lo + m.numbers);
-        writeln!(
-            out,
-            "{:<6} {:>6} {:>7} {:>14} {:>11.3} {:>10.3} {:>+6.1}%",
+        let mut line = format!(
+            "{:<6} {:>6} {:>7} {:>14} {:>10.3} {:>9.3} {:>+6.1}%",
             m.algorithm.name(),
             magnitude_name(m.lo),
             m.threads,
@@ -246,7 +284,21 @@ pub fn run_report(threads: usize, out: &mut dyn Write) -> io::Result<()> {
             predicted,
             m.seconds,
             (predicted / m.seconds - 1.0) * 100.0
-        )?;
+        );
+        let cpu_rate = cpu_rates
+            .iter()
+            .find(|&&(a, _)| a == m.algorithm)
+            .and_then(|&(_, rate)| rate);
+        if let (Some(rate), Some(cpu_seconds)) = (cpu_rate, m.cpu_seconds) {
+            let predicted = m.ops() / rate;
+            line.push_str(&format!(
+                " {:>10.3} {:>9.3} {:>+6.1}%",
+                predicted,
+                cpu_seconds,
+                (predicted / cpu_seconds - 1.0) * 100.0
+            ));
+        }
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }

@@ -15,8 +15,8 @@
 //!   and divisions (block set-up, and the direct band above ~7 * 10^13). The updates per number
 //!   are sum over 2 <= d <= sqrt(n) of 1/d ~ ln sqrt(n) - 0.42, so cost grows with ln n.
 //!
-//! The weights are ratios between kinds of work on one core, fitted once by least squares to
-//! one-thread runs of `compute bench` at magnitudes 10^4 to 10^13 (see `SIEVE_WEIGHTS`);
+//! The weights are ratios between kinds of work on one core, fitted once (non-negative, least
+//! squared relative error) to one-thread runs at 10^4 to 10^13 (see `SIEVE_WEIGHTS`);
 //! the absolute speed of a machine is never hard-coded: the timing loop measures it by timing
 //! a fixed workload whose operations the same model counts.
 
@@ -48,10 +48,14 @@ pub struct SieveWork {
 }
 
 /// Weights of the sieve's kinds of work, in small-divisor updates: numbers, visits, bucketed
-/// updates, direct updates, divisions. Fitted on this project's reference machine (AMD EPYC,
-/// Zen 3) by least squares over one-thread runs; they are ratios, so a faster or slower machine
-/// changes only the measured rate.
-const SIEVE_WEIGHTS: [f64; 5] = [2.0, 3.0, 4.0, 1.5, 10.0];
+/// updates, direct updates, divisions. Fitted (`examples/fit_cost_model.rs`, on-CPU time, one
+/// thread, 10^4..10^13) on this project's reference machine, an AMD EPYC (Zen 3) VM: a number's
+/// set-up and read-out cost ~6.7 updates, a bucketed update ~10 (it moves 16 bytes through
+/// memory), and visits came out indistinguishable from the updates they grow with, so they
+/// are folded in. Direct updates and divisions only matter past ~7 * 10^13, outside the fit;
+/// their weights are estimates (a division ~ 7 updates, as the trial loop's rate shows). They
+/// are ratios: a faster or slower machine changes only the measured rate.
+const SIEVE_WEIGHTS: [f64; 5] = [6.7, 0.0, 10.4, 2.0, 7.0];
 /// Per-number cost of the trial-division algorithms outside the division loop, in divisions.
 const TRIAL_PER_NUMBER: f64 = 4.0;
 const NAIVE_PER_NUMBER: f64 = 4.0;
@@ -112,6 +116,7 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
     let segment_len = (1u64 << bands.log2_segment_len).min(block_len) as f64;
     let segments = numbers / segment_len;
     let max_divisor = isqrt(hi - 1);
+    let tiny_top = bands.small_top.min(sieve::TINY_DIVISOR_LIMIT);
     let small_hits = pair_updates(lo, hi, 1, bands.small_top);
     let bucket_hits = pair_updates(lo, hi, bands.small_top, bands.bucket_top);
     let direct_hits = pair_updates(lo, hi, bands.bucket_top, max_divisor);
@@ -119,7 +124,9 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
     SieveWork {
         numbers,
         small_hits,
-        visits: segments * bands.small_top.saturating_sub(1) as f64,
+        // Tiny divisors visit every L1-sized piece, the other small ones every segment.
+        visits: numbers * tiny_top.saturating_sub(1) as f64 / sieve::TINY_SEGMENT_LEN as f64
+            + segments * bands.small_top.saturating_sub(tiny_top) as f64,
         bucket_hits,
         direct_hits,
         divisions: blocks * bands.bucket_top as f64 + segments * direct_divisors,
