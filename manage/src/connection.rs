@@ -49,6 +49,8 @@ pub struct Connection {
     pub closing: bool,
     /// Closed: the server removes it after the event batch.
     pub closed: bool,
+    /// Has replies queued in this batch (it is in the server's flush list).
+    pub dirty: bool,
     pub last_heard: Instant,
 }
 
@@ -64,6 +66,7 @@ impl Connection {
             wants_writable: false,
             closing: false,
             closed: false,
+            dirty: false,
             last_heard: now,
         }
     }

@@ -9,6 +9,7 @@ mod server;
 mod verify;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,10 +22,11 @@ struct Cli {
     /// Address to listen on, for computes and report.
     #[arg(long, default_value = "0.0.0.0:8128", value_name = "ADDR:PORT")]
     listen: SocketAddr,
-    /// First number of the search.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = parse_number)]
-    start: u64,
-    /// Last number of the search (inclusive); default: as far as u64 reaches.
+    /// First number of the search (default 1; a resumed state keeps its own).
+    #[arg(long, value_name = "N", value_parser = parse_number)]
+    start: Option<u64>,
+    /// Last number of the search, inclusive (default: as far as u64 reaches; a resumed state
+    /// keeps its own).
     #[arg(long, value_name = "N", value_parser = parse_number)]
     until: Option<u64>,
     /// How long each range should take on its compute, in seconds.
@@ -36,6 +38,9 @@ struct Cli {
     /// Also start N computes on this host (the compute binary beside this one).
     #[arg(long, default_value_t = 0, value_name = "N")]
     local: usize,
+    /// Folder for the durable state (created if missing).
+    #[arg(long, default_value = "sigma-state", value_name = "DIR")]
+    state: PathBuf,
     /// How long a shutdown waits for the computes' last partial results, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     shutdown_grace: f64,
@@ -64,21 +69,23 @@ fn seconds(value: f64, what: &str) -> Result<Duration, String> {
 }
 
 fn config_from(cli: Cli) -> Result<server::Config, String> {
-    // The largest number a half-open u64 range [lo, hi) can reach.
-    let until = cli.until.unwrap_or(u64::MAX - 1);
-    if cli.start == 0 {
+    if cli.start == Some(0) {
         return Err("--start must be at least 1".into());
     }
-    if until == u64::MAX {
+    // The largest number a half-open u64 range [lo, hi) can reach.
+    if cli.until == Some(u64::MAX) {
         return Err(format!("--until can be at most {}", u64::MAX - 1));
     }
-    if until < cli.start {
-        return Err(format!("--until {until} is below --start {}", cli.start));
+    if let (Some(start), Some(until)) = (cli.start, cli.until) {
+        if until < start {
+            return Err(format!("--until {until} is below --start {start}"));
+        }
     }
     Ok(server::Config {
         listen: cli.listen,
         start: cli.start,
-        until,
+        until: cli.until,
+        state_dir: cli.state,
         target: seconds(cli.target_seconds, "--target-seconds")?,
         exit_when_done: cli.exit_when_done,
         local_computes: cli.local,

@@ -4,12 +4,16 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use manage::registry::{ComputeInfo, Identity};
-use manage::scheduler::{RequestOutcome, SchedError, Scheduler, SchedulerConfig};
+use manage::scheduler::{
+    PerfectFinding, RequestOutcome, SchedError, Scheduler, SchedulerConfig, Snapshot,
+};
 use manage::sizing::CostModel;
+use manage::store::{ComputeRow, Store, StoredLease};
 use manage::{ComputeId, LeaseId, Millis};
 use mio::event::Event;
 use mio::net::TcpListener;
@@ -23,7 +27,7 @@ use xmlwire::protocol::{
     self, Ack, Algorithm as WireAlgorithm, ComputeStatus, ErrorCode, ErrorMessage, FoundPerfect,
     Hello, Hex, LeaseStatus, Message, Status, Stopping, Wait, Welcome, WorkResult,
 };
-use xmlwire::{ErrorKind, Limits, XmlStr};
+use xmlwire::{Limits, XmlStr};
 
 use crate::connection::{Connection, ReadOutcome, Role};
 use crate::local::LocalComputes;
@@ -32,8 +36,10 @@ use crate::verify::{Claim, Verifier};
 /// What `main` decided from the command line.
 pub struct Config {
     pub listen: SocketAddr,
-    pub start: u64,
-    pub until: u64,
+    /// Bounds asked for; a new state takes them, an existing one must match.
+    pub start: Option<u64>,
+    pub until: Option<u64>,
+    pub state_dir: PathBuf,
     pub target: Duration,
     pub exit_when_done: bool,
     pub local_computes: usize,
@@ -137,6 +143,9 @@ struct Core {
     links: HashMap<u64, Links>,
     verifier: Verifier,
     shutdown: Option<Instant>,
+    store: Store,
+    /// The first store error: manage stops without sending the replies that depended on it.
+    store_failure: Option<String>,
 }
 
 pub fn run(config: Config) -> Result<(), String> {
@@ -160,14 +169,57 @@ pub fn run(config: Config) -> Result<(), String> {
     let verifier =
         Verifier::start(waker).map_err(|e| format!("cannot start the verifier thread: {e}"))?;
 
-    let mut scheduler_config = SchedulerConfig::new(config.start, config.until);
+    let (mut store, recovered) =
+        Store::open(&config.state_dir, config.start, config.until, u64::MAX - 1)?;
+    let mut scheduler_config = SchedulerConfig::new(recovered.start, recovered.until);
     scheduler_config.sizing.target_ms = config.target.as_millis().max(1) as u64;
-    let scheduler = Scheduler::new(scheduler_config, KernelCost)
+    let snapshot = Snapshot {
+        start: recovered.start,
+        until: recovered.until,
+        done: recovered.done.clone(),
+        perfect: recovered.perfect.clone(),
+        next_lease: LeaseId(recovered.next_lease),
+    };
+    let scheduler = Scheduler::restore(scheduler_config, KernelCost, &snapshot)
         .map_err(|e| format!("bad search bounds: {e:?}"))?;
+    // Leases outstanding at the last stop go back to the pool (restore left them undone).
+    for lease in &recovered.leases {
+        log::info!(
+            "lease {} [{}, {}) of compute {} was outstanding at the last stop: back to the pool",
+            lease.id.0,
+            lease.lo,
+            lease.hi,
+            lease.compute.0
+        );
+        store.lease_ended(lease.id)?;
+    }
+    store.commit()?;
+    let mut verifier = verifier;
+    for claim in &recovered.claims {
+        log::info!(
+            "checking claim {} again (unchecked at the last stop)",
+            claim.n
+        );
+        verifier.submit(Claim {
+            n: claim.n,
+            compute: claim.compute.0,
+            host: claim.host.clone(),
+            found_ms: claim.found_ms,
+        });
+    }
+    let status = scheduler.status(0);
+    log::info!(
+        "state in {}: {}; {} numbers tested, every number below {} tested, perfect numbers {:?}",
+        store.path().display(),
+        if recovered.fresh { "new" } else { "resumed" },
+        status.tested,
+        status.frontier,
+        status.perfect.iter().map(|p| p.n).collect::<Vec<_>>()
+    );
     log::info!(
         "listening on {address}; searching {}..={} with ranges of {:.1} s",
-        config.start,
-        config.until,
+        recovered.start,
+        recovered.until,
         config.target.as_secs_f64()
     );
     let mut local = LocalComputes::start(config.local_computes, address)?;
@@ -180,6 +232,7 @@ pub fn run(config: Config) -> Result<(), String> {
         signals,
         connections: Slab::new(),
         closed: Vec::new(),
+        dirty: Vec::new(),
         next_sweep: Instant::now() + SWEEP_INTERVAL,
         core: Core {
             config,
@@ -188,6 +241,8 @@ pub fn run(config: Config) -> Result<(), String> {
             links: HashMap::new(),
             verifier,
             shutdown: None,
+            store,
+            store_failure: None,
         },
     };
     let outcome = server.run();
@@ -214,6 +269,8 @@ struct Server {
     connections: Slab<Connection>,
     /// Keys closed during the current event batch, removed after it (keys are reused).
     closed: Vec<usize>,
+    /// Keys with replies queued in this batch: flushed after the batch's commit.
+    dirty: Vec<usize>,
     next_sweep: Instant,
     core: Core,
 }
@@ -238,6 +295,7 @@ impl Server {
                 }
             }
             self.on_timers();
+            self.commit_and_flush()?;
             self.remove_closed();
             if self.finished() {
                 return Ok(());
@@ -335,6 +393,14 @@ impl Server {
     fn collect_verdicts(&mut self) {
         for verdict in self.core.verifier.ready() {
             let claim = verdict.claim;
+            let finding = PerfectFinding {
+                n: claim.n,
+                compute: ComputeId(claim.compute),
+                host: claim.host.clone(),
+                found_ms: claim.found_ms,
+            };
+            let written = self.core.store.claim_checked(&finding, verdict.perfect);
+            self.core.persist(written);
             if !verdict.perfect {
                 log::warn!(
                     "compute {} on {} claimed {}, which is not perfect: not recorded",
@@ -385,12 +451,16 @@ impl Server {
                 ReadOutcome::Full if self.is_open(key) => continue,
                 ReadOutcome::Full => break,
                 ReadOutcome::Closed => {
-                    self.close(key, "peer closed the connection");
+                    // Replies already queued still go out (the peer may only have shut down
+                    // its sending side); then the connection is closed.
+                    if let Some(connection) = self.connections.get_mut(key) {
+                        connection.closing = true;
+                    }
                     break;
                 }
             }
         }
-        self.flush(key);
+        self.mark_dirty(key);
     }
 
     fn is_open(&self, key: usize) -> bool {
@@ -431,10 +501,7 @@ impl Server {
                 }
                 Err(error) => {
                     log::warn!("bad XML from {peer}: {error}; closing");
-                    let code = match error.kind {
-                        ErrorKind::MessageTooLarge => ErrorCode::TooLarge,
-                        _ => ErrorCode::BadXml,
-                    };
+                    let code = ErrorCode::for_reader_error(&error);
                     let text = error.to_string();
                     let reply = ErrorMessage {
                         code,
@@ -445,23 +512,53 @@ impl Server {
                     After::Close
                 }
             };
+            self.mark_dirty(key);
             match after {
                 After::Continue => {}
                 After::Close => {
-                    self.flush(key);
-                    self.close(key, "closing after the reply");
+                    if let Some(connection) = self.connections.get_mut(key) {
+                        connection.closing = true;
+                    }
                     return;
                 }
-                After::Shutdown(reason) => {
-                    self.flush(key);
-                    self.begin_shutdown(&reason);
-                }
+                After::Shutdown(reason) => self.begin_shutdown(&reason),
                 After::SignalSelf => {
-                    self.flush(key);
                     if kill(Pid::this(), Signal::SIGINT).is_err() {
                         self.begin_shutdown("asked to by report (kill(2) failed)");
                     }
                 }
+            }
+        }
+    }
+
+    /// Group commit: the batch's changes go to disk in one transaction, and only then are the
+    /// batch's replies (acks among them) sent. A failed commit stops manage with nothing sent.
+    fn commit_and_flush(&mut self) -> Result<(), String> {
+        if let Some(failure) = self.core.store_failure.take() {
+            return Err(failure);
+        }
+        self.core.store.commit()?;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            if let Some(connection) = self.connections.get_mut(key) {
+                connection.dirty = false;
+            }
+            self.flush(key);
+            if self.connections.get(key).is_some_and(|c| c.closing) {
+                self.close(key, "closing after the reply");
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+        Ok(())
+    }
+
+    /// Notes that a connection has replies queued.
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(connection) = self.connections.get_mut(key) {
+            if !connection.dirty {
+                connection.dirty = true;
+                self.dirty.push(key);
             }
         }
     }
@@ -522,6 +619,8 @@ impl Server {
         let now = Instant::now();
         let now_ms = self.core.clock.ms(now);
         for expired in self.core.scheduler.expire(now_ms) {
+            let written = self.core.store.lease_ended(expired.lease);
+            self.core.persist(written);
             log::warn!(
                 "lease {} of compute {} expired: [{}, {}) goes back to the pool",
                 expired.lease.0,
@@ -551,8 +650,10 @@ impl Server {
                     };
                     Message::Error(reply).encode(&mut connection.outbox);
                 }
-                self.flush(key);
-                self.close(key, "silent after connecting");
+                if let Some(connection) = self.connections.get_mut(key) {
+                    connection.closing = true;
+                }
+                self.mark_dirty(key);
             }
         }
     }
@@ -573,7 +674,7 @@ impl Server {
             if let Some(connection) = self.connections.get_mut(key) {
                 shutdown_message(reason).encode(&mut connection.outbox);
             }
-            self.flush(key);
+            self.mark_dirty(key);
         }
         // Report connections have nothing more coming.
         let reports: Vec<usize> = self
@@ -583,7 +684,10 @@ impl Server {
             .map(|(key, _)| key)
             .collect();
         for key in reports {
-            self.close(key, "shutting down");
+            if let Some(connection) = self.connections.get_mut(key) {
+                connection.closing = true;
+            }
+            self.mark_dirty(key);
         }
     }
 
@@ -663,6 +767,14 @@ fn sched_error_code(error: &SchedError) -> ErrorCode {
 }
 
 impl Core {
+    /// Keeps the first store error; the loop stops on it before sending any reply.
+    fn persist(&mut self, written: Result<(), String>) {
+        if let Err(error) = written {
+            log::error!("{error}");
+            self.store_failure.get_or_insert(error);
+        }
+    }
+
     /// Handles one decoded message from connection `key`, writing any reply to `outbox`.
     fn handle(
         &mut self,
@@ -739,6 +851,13 @@ impl Core {
                 error_reply(ErrorCode::Busy, "this manage runs no jobs yet").encode(outbox);
                 After::Close
             }
+            (_, Message::Error(error)) => {
+                // An error is never answered with another error: just close.
+                let mut text = String::new();
+                error.message.unescape_into(&mut text);
+                log::warn!("{peer} sent an error ({}: {text}); closing", error.code);
+                After::Close
+            }
             (_, message) => {
                 log::warn!("{peer} sent <{}> out of order; closing", message.name());
                 let text = format!("<{}> is not expected here", message.name());
@@ -788,6 +907,19 @@ impl Core {
             ops_per_sec: hello.ops_per_sec,
         };
         let id = self.scheduler.join(info, now_ms).0;
+        let address = peer.to_string();
+        let row = ComputeRow {
+            id: ComputeId(id),
+            host: &host,
+            pid,
+            address: &address,
+            threads,
+            algorithm: hello.algorithm.as_str(),
+            ops_per_sec: hello.ops_per_sec,
+            joined_ms: now_ms,
+        };
+        let written = self.store.compute_joined(&row);
+        self.persist(written);
         let session = random_hex();
         let nonce = random_hex();
         let welcome = Welcome {
@@ -821,6 +953,24 @@ impl Core {
         }
         match self.scheduler.request(ComputeId(id), now_ms) {
             Ok(RequestOutcome::Assign(assignment)) => {
+                let (host, pid) = self
+                    .scheduler
+                    .registry()
+                    .get(ComputeId(id))
+                    .map(|r| (r.info.identity.host.clone(), r.info.identity.pid))
+                    .unwrap_or_default();
+                let lease = StoredLease {
+                    id: assignment.lease,
+                    compute: ComputeId(id),
+                    host,
+                    pid,
+                    lo: assignment.lo,
+                    hi: assignment.hi,
+                };
+                let written = self
+                    .store
+                    .lease_issued(&lease, now_ms, assignment.deadline_ms);
+                self.persist(written);
                 log::info!(
                     "assign lease {} [{}, {}) ({} numbers) to compute {id}, predicted {:.1} s",
                     assignment.lease.0,
@@ -858,6 +1008,14 @@ impl Core {
         result: WorkResult,
         now_ms: Millis,
     ) -> After {
+        // What this result adds, before the scheduler counts it: only these pieces are stored,
+        // so the stored ranges stay disjoint.
+        let pieces: Vec<(u64, u64)> = self
+            .scheduler
+            .pool()
+            .done()
+            .gaps(result.lo, result.hi)
+            .collect();
         let outcome = self.scheduler.result(
             ComputeId(id),
             LeaseId(result.lease),
@@ -884,6 +1042,36 @@ impl Core {
                 return After::Close;
             }
         };
+        let host = self
+            .scheduler
+            .registry()
+            .get(ComputeId(id))
+            .map(|r| r.info.identity.host.clone())
+            .unwrap_or_default();
+        let whole = pieces == [(result.lo, result.hi)];
+        let mut written = self.store.ranges_done(
+            &pieces,
+            ComputeId(id),
+            &host,
+            result.elapsed_ms,
+            whole.then_some(result.checksum),
+            now_ms,
+        );
+        if written.is_ok() && !outcome.late {
+            written = self.store.lease_ended(LeaseId(result.lease));
+        }
+        for &n in &outcome.claims {
+            if written.is_ok() {
+                written = self.store.claim(&PerfectFinding {
+                    n,
+                    compute: ComputeId(id),
+                    host: host.clone(),
+                    found_ms: now_ms,
+                });
+            }
+        }
+        self.persist(written);
+        // Sent after the batch's commit, like every reply.
         Message::Ack(Ack {
             lease: result.lease,
         })
@@ -904,12 +1092,6 @@ impl Core {
             },
             result.checksum
         );
-        let host = self
-            .scheduler
-            .registry()
-            .get(ComputeId(id))
-            .map(|r| r.info.identity.host.clone())
-            .unwrap_or_default();
         for n in outcome.claims {
             self.verifier.submit(Claim {
                 n,
@@ -934,8 +1116,14 @@ impl Core {
         }
         self.links.remove(&id);
         let now_ms = self.clock.ms(Instant::now());
+        let written = self.store.compute_left(ComputeId(id), now_ms);
+        self.persist(written);
         match self.scheduler.leave(ComputeId(id), now_ms) {
             Ok(released) => {
+                for lease in &released {
+                    let written = self.store.lease_ended(lease.id);
+                    self.persist(written);
+                }
                 let back: Vec<String> = released
                     .iter()
                     .map(|l| format!("[{}, {})", l.lo, l.hi))

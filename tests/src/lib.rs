@@ -10,6 +10,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 /// The signals the programs must end cleanly on.
 pub use libc::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM};
 
@@ -80,12 +82,27 @@ impl Process {
         Self::start_with(program, args, |_| {})
     }
 
+    /// Starts `binary(program)` with `args` without echoing its output to the test's output
+    /// (for programs run many times, such as a `report --xml` sampled every few milliseconds).
+    pub fn start_quiet(program: &str, args: &[&str]) -> Process {
+        Self::spawn(program, args, |_| {}, false)
+    }
+
     /// Starts `binary(program)` with `args`, letting `configure` adjust the command (environment,
     /// working directory) first.
     pub fn start_with(
         program: &str,
         args: &[&str],
         configure: impl FnOnce(&mut Command),
+    ) -> Process {
+        Self::spawn(program, args, configure, true)
+    }
+
+    fn spawn(
+        program: &str,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command),
+        echo: bool,
     ) -> Process {
         let mut command = Command::new(binary(program));
         command
@@ -101,8 +118,8 @@ impl Process {
         let transcript = Arc::new((Mutex::new(Transcript::default()), Condvar::new()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        spawn_line_reader(name.clone(), stdout, Arc::clone(&transcript), false);
-        spawn_line_reader(name.clone(), stderr, Arc::clone(&transcript), true);
+        spawn_line_reader(name.clone(), stdout, Arc::clone(&transcript), false, echo);
+        spawn_line_reader(name.clone(), stderr, Arc::clone(&transcript), true, echo);
         Process {
             name,
             child,
@@ -229,13 +246,16 @@ fn spawn_line_reader(
     pipe: impl Read + Send + 'static,
     transcript: Arc<(Mutex<Transcript>, Condvar)>,
     is_stderr: bool,
+    echo: bool,
 ) {
     thread::spawn(move || {
         let reader = BufReader::new(pipe);
         for line in reader.split(b'\n') {
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line).into_owned();
-            eprintln!("{name}{} {line}", if is_stderr { "!" } else { ":" });
+            if echo {
+                eprintln!("{name}{} {line}", if is_stderr { "!" } else { ":" });
+            }
             let (lock, changed) = &*transcript;
             let mut t = lock.lock().unwrap_or_else(|e| e.into_inner());
             if is_stderr {
@@ -277,9 +297,8 @@ impl Manage {
 
     /// Starts manage on an existing state folder and address (for restarts).
     pub fn start_on_state(state: &Path, listen: &str, extra: &[&str]) -> Process {
-        // The state folder is kept for the durability work; manage takes no --state yet.
-        let _ = state;
-        let mut args = vec!["--listen", listen];
+        let state_arg = state.to_str().expect("temporary paths are UTF-8");
+        let mut args = vec!["--listen", listen, "--state", state_arg];
         args.extend_from_slice(extra);
         Process::start_with("manage", &args, |c| {
             c.env("RUST_LOG", "debug");
@@ -321,7 +340,12 @@ pub fn listening_address(process: &Process) -> SocketAddr {
         .split("listening on ")
         .nth(1)
         .expect("the line holds the marker");
-    let word = after.split_whitespace().next().unwrap_or("");
+    // The address may be followed by punctuation: "listening on 127.0.0.1:4242; searching ...".
+    let word = after
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches([';', ',', '.']);
     word.parse()
         .unwrap_or_else(|e| panic!("bad address {word:?} in {line:?}: {e}"))
 }
