@@ -1,0 +1,552 @@
+//! Reading a cluster's state for the end-to-end tests: `report --xml` documents parsed into
+//! plain structs, and manage's log lines (assign, result, left, expired) parsed into events, with
+//! checks over them: no two live leases ever overlap, and which numbers the results cover.
+
+use std::time::{Duration, Instant};
+
+use crate::{Manage, Process};
+
+/// One `<compute>` of a status document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComputeDoc {
+    /// Its compute id.
+    pub id: u64,
+    /// Its process id.
+    pub pid: u64,
+    /// Its lease as `(lo, hi, done)`, when it holds one.
+    pub lease: Option<(u64, u64, u64)>,
+    /// Numbers it tested since it connected.
+    pub tested: u64,
+}
+
+/// A `<status>` document, as `report --xml` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusDoc {
+    /// Distinct numbers tested.
+    pub tested: u64,
+    /// Smallest number not yet tested.
+    pub frontier: u64,
+    /// First number of the search.
+    pub start: u64,
+    /// Last number of the search (inclusive).
+    pub until: u64,
+    /// Every number is tested.
+    pub done: bool,
+    /// The perfect numbers found, as listed.
+    pub perfect: Vec<u64>,
+    /// The connected computes.
+    pub computes: Vec<ComputeDoc>,
+}
+
+/// The elements of a flat XML document as `(name, attributes)`, in order; end tags are skipped.
+/// Enough for the status document, whose values never hold `<` or `"` unescaped.
+fn elements(xml: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut out = Vec::new();
+    for piece in xml.split('<').skip(1) {
+        if piece.starts_with('/') {
+            continue;
+        }
+        let body = piece.split('>').next().unwrap_or("").trim_end_matches('/');
+        let mut parts = body.splitn(2, char::is_whitespace);
+        let name = parts.next().unwrap_or("").to_string();
+        let mut attributes = Vec::new();
+        let mut rest = parts.next().unwrap_or("");
+        while let Some(eq) = rest.find("=\"") {
+            let key = rest[..eq].trim().to_string();
+            let after = &rest[eq + 2..];
+            let end = after
+                .find('"')
+                .unwrap_or_else(|| panic!("unterminated attribute value in {xml:?}"));
+            attributes.push((key, after[..end].to_string()));
+            rest = &after[end + 1..];
+        }
+        out.push((name, attributes));
+    }
+    out
+}
+
+fn attribute<'a>(attributes: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn number(attributes: &[(String, String)], key: &str, xml: &str) -> u64 {
+    let text = attribute(attributes, key).unwrap_or_else(|| panic!("no {key} in {xml:?}"));
+    text.parse()
+        .unwrap_or_else(|e| panic!("{key}={text:?} is not a number ({e}) in {xml:?}"))
+}
+
+/// Parses a status document; panics (failing the test) if it is not one.
+pub fn parse_status(xml: &str) -> StatusDoc {
+    let elements = elements(xml);
+    let (name, top) = elements
+        .first()
+        .unwrap_or_else(|| panic!("no element in {xml:?}"));
+    assert_eq!(name, "status", "not a status document: {xml:?}");
+    let done = match attribute(top, "done") {
+        Some("1") => true,
+        Some("0") => false,
+        other => panic!("bad done flag {other:?} in {xml:?}"),
+    };
+    let mut status = StatusDoc {
+        tested: number(top, "tested", xml),
+        frontier: number(top, "frontier", xml),
+        start: number(top, "start", xml),
+        until: number(top, "until", xml),
+        done,
+        perfect: Vec::new(),
+        computes: Vec::new(),
+    };
+    for (name, attributes) in &elements[1..] {
+        match name.as_str() {
+            "perfect" => status.perfect.push(number(attributes, "n", xml)),
+            "compute" => {
+                let lease = attribute(attributes, "lo").map(|_| {
+                    (
+                        number(attributes, "lo", xml),
+                        number(attributes, "hi", xml),
+                        number(attributes, "done", xml),
+                    )
+                });
+                status.computes.push(ComputeDoc {
+                    id: number(attributes, "id", xml),
+                    pid: number(attributes, "pid", xml),
+                    lease,
+                    tested: number(attributes, "tested", xml),
+                });
+            }
+            other => panic!("unexpected <{other}> in {xml:?}"),
+        }
+    }
+    status
+}
+
+/// Runs `report ADDRESS --xml` quietly and parses what it prints; `None` if report failed
+/// (manage is gone or going).
+pub fn report_status(address: &str) -> Option<StatusDoc> {
+    let mut report = Process::start_quiet("report", &[address, "--xml"]);
+    let status = report.wait_exit(Duration::from_secs(20))?;
+    if !status.success() {
+        return None;
+    }
+    let text = report.stdout_lines().join("\n");
+    Some(parse_status(&text))
+}
+
+impl Manage {
+    /// Runs `report HOST:PORT --xml` and parses what it prints; `None` if report failed (manage
+    /// is gone or going).
+    pub fn try_status(&self) -> Option<StatusDoc> {
+        report_status(&self.address_arg())
+    }
+
+    /// The status now; panics if report fails.
+    pub fn status(&self) -> StatusDoc {
+        self.try_status()
+            .expect("report --xml succeeds while manage runs")
+    }
+
+    /// Polls the status until the search is done, at most `timeout`; returns the last status.
+    pub fn wait_done(&self, timeout: Duration) -> StatusDoc {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status();
+            if status.done {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the search is not done after {timeout:?}: {status:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every event manage has logged so far.
+    pub fn events(&self) -> Vec<Event> {
+        parse_events(&self.process.stderr_lines())
+    }
+
+    /// Waits until manage has assigned compute `id` at least `count` leases; returns the last.
+    pub fn wait_for_assign(&self, id: u64, count: usize, timeout: Duration) -> Lease {
+        let mut found = None;
+        let held = crate::eventually(timeout, || {
+            let leases: Vec<Lease> = self
+                .events()
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::Assign(lease) if lease.compute == id => Some(lease),
+                    _ => None,
+                })
+                .collect();
+            if leases.len() >= count {
+                found = leases.last().copied();
+                true
+            } else {
+                false
+            }
+        });
+        assert!(
+            held,
+            "manage did not assign compute {id} {count} leases within {timeout:?}"
+        );
+        found.expect("set when the condition held")
+    }
+}
+
+/// A lease as manage assigned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease id.
+    pub lease: u64,
+    /// The compute holding it.
+    pub compute: u64,
+    /// First number.
+    pub lo: u64,
+    /// One past the last number.
+    pub hi: u64,
+    /// How long manage predicted it would take, in ms.
+    pub predicted_ms: u64,
+}
+
+/// A result manage took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultEvent {
+    /// The lease id.
+    pub lease: u64,
+    /// The compute that sent it.
+    pub compute: u64,
+    /// First number scanned.
+    pub lo: u64,
+    /// One past the last number scanned.
+    pub hi: u64,
+    /// How long the scan took, as the compute measured it.
+    pub seconds: f64,
+    /// The checksum of `[lo, hi)`.
+    pub checksum: u64,
+    /// Arrived after the lease ended, or overlapped numbers already done.
+    pub late_or_partly_new: bool,
+}
+
+/// What manage's log says about leases.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// `assign lease L [lo, hi) (...) to compute C, ...`
+    Assign(Lease),
+    /// `result of lease L from compute C: [lo, hi), N numbers in S s (...)..., checksum X`
+    Result(ResultEvent),
+    /// `compute C left (...)`: every lease it held ended.
+    Left {
+        /// The compute.
+        compute: u64,
+    },
+    /// `lease L of compute C expired: ...`
+    Expired {
+        /// The lease id.
+        lease: u64,
+    },
+}
+
+/// `[lo, hi)` at the start of `text`, and what follows it.
+fn range(text: &str) -> Option<(u64, u64, &str)> {
+    let text = text.strip_prefix('[')?;
+    let (lo, text) = text.split_once(", ")?;
+    let (hi, rest) = text.split_once(')')?;
+    Some((lo.parse().ok()?, hi.parse().ok()?, rest))
+}
+
+fn first_number(text: &str) -> Option<u64> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| !w.is_empty())?
+        .parse()
+        .ok()
+}
+
+fn parse_event(line: &str) -> Option<Event> {
+    if let Some((_, rest)) = line.split_once("] assign lease ") {
+        let (lease, rest) = rest.split_once(' ')?;
+        let (lo, hi, rest) = range(rest)?;
+        let (_, rest) = rest.split_once(" to compute ")?;
+        let predicted: f64 = rest
+            .split_once("predicted ")
+            .and_then(|(_, p)| p.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(f64::NAN);
+        return Some(Event::Assign(Lease {
+            lease: lease.parse().ok()?,
+            compute: first_number(rest)?,
+            lo,
+            hi,
+            predicted_ms: (predicted * 1000.0).round() as u64,
+        }));
+    }
+    if let Some((_, rest)) = line.split_once("] result of lease ") {
+        let (lease, rest) = rest.split_once(" from compute ")?;
+        let (compute, rest) = rest.split_once(": ")?;
+        let (lo, hi, rest) = range(rest)?;
+        let (_, after_in) = rest.split_once(" numbers in ")?;
+        let (seconds, after) = after_in.split_once(" s")?;
+        let (_, checksum) = after.rsplit_once("checksum ")?;
+        return Some(Event::Result(ResultEvent {
+            lease: lease.parse().ok()?,
+            compute: compute.parse().ok()?,
+            lo,
+            hi,
+            seconds: seconds.parse().ok()?,
+            checksum: checksum.trim().parse().ok()?,
+            late_or_partly_new: after.contains(", late") || after.contains(" new, "),
+        }));
+    }
+    if let Some((_, rest)) = line.split_once("] compute ") {
+        let (compute, rest) = rest.split_once(' ')?;
+        if rest.starts_with("left") {
+            return Some(Event::Left {
+                compute: compute.parse().ok()?,
+            });
+        }
+    }
+    if let Some((_, rest)) = line.split_once("] lease ") {
+        let (lease, rest) = rest.split_once(' ')?;
+        if rest.contains(" expired: ") {
+            return Some(Event::Expired {
+                lease: lease.parse().ok()?,
+            });
+        }
+    }
+    None
+}
+
+/// The lease events of manage's log, in order.
+pub fn parse_events(lines: &[String]) -> Vec<Event> {
+    lines.iter().filter_map(|l| parse_event(l)).collect()
+}
+
+/// Replays the events and panics if an assignment ever overlapped a lease still live (not yet
+/// ended by its result, its compute leaving, or its expiry). Returns how many were checked.
+pub fn assert_live_leases_disjoint(events: &[Event]) -> usize {
+    let mut live: Vec<Lease> = Vec::new();
+    let mut checked = 0;
+    for event in events {
+        match event {
+            Event::Assign(new) => {
+                assert!(new.lo < new.hi, "empty lease {new:?}");
+                for old in &live {
+                    assert!(
+                        new.hi <= old.lo || old.hi <= new.lo,
+                        "lease {new:?} overlaps live lease {old:?}"
+                    );
+                }
+                live.push(*new);
+                checked += 1;
+            }
+            Event::Result(result) => live.retain(|l| l.lease != result.lease),
+            Event::Left { compute } => live.retain(|l| l.compute != *compute),
+            Event::Expired { lease } => live.retain(|l| l.lease != *lease),
+        }
+    }
+    checked
+}
+
+/// Asserts that the leases of a status document are pairwise disjoint.
+pub fn assert_status_leases_disjoint(status: &StatusDoc) {
+    let leases: Vec<(u64, (u64, u64, u64))> = status
+        .computes
+        .iter()
+        .filter_map(|c| c.lease.map(|l| (c.id, l)))
+        .collect();
+    for (i, (a, (alo, ahi, adone))) in leases.iter().enumerate() {
+        assert!(
+            alo < ahi && alo <= adone && adone <= ahi,
+            "malformed lease of compute {a}: {status:?}"
+        );
+        for (b, (blo, bhi, _)) in &leases[i + 1..] {
+            assert!(
+                ahi <= blo || bhi <= alo,
+                "computes {a} and {b} hold overlapping leases [{alo}, {ahi}) and [{blo}, {bhi}): {status:?}"
+            );
+        }
+    }
+}
+
+/// The results' ranges merged into disjoint, sorted intervals.
+pub fn merged_results(events: &[Event]) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Result(r) if r.lo < r.hi => Some((r.lo, r.hi)),
+            _ => None,
+        })
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (lo, hi) in ranges {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    merged
+}
+
+/// The results of the log, in order.
+pub fn results(events: &[Event]) -> Vec<ResultEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Result(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The compute id a compute's log gives itself (`joined manage at ... as compute N`).
+pub fn compute_id(compute: &Process, timeout: Duration) -> u64 {
+    let line = compute
+        .wait_for_stderr(" as compute ", timeout)
+        .unwrap_or_else(|| panic!("compute {} did not join within {timeout:?}", compute.pid()));
+    let (_, id) = line.rsplit_once(" as compute ").expect("the marker");
+    id.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("bad compute id in {line:?}: {e}"))
+}
+
+/// The perfect numbers in `[lo, hi)`.
+pub fn perfect_between(lo: u64, hi: u64) -> Vec<u64> {
+    crate::PERFECT_NUMBERS
+        .iter()
+        .copied()
+        .filter(|&n| lo <= n && n < hi)
+        .collect()
+}
+
+/// What manage's last log line says: `stopped: N numbers tested, every number below F tested,
+/// perfect numbers: [...]`, as `(N, F, perfect numbers)`.
+pub fn parse_stopped(line: &str) -> Option<(u64, u64, Vec<u64>)> {
+    let (_, rest) = line.split_once("stopped: ")?;
+    let (tested, rest) = rest.split_once(" numbers tested, every number below ")?;
+    let (frontier, rest) = rest.split_once(" tested, perfect numbers: [")?;
+    let (list, _) = rest.split_once(']')?;
+    let perfect = list
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    Some((tested.parse().ok()?, frontier.parse().ok()?, perfect))
+}
+
+/// The `stopped: ...` line of a manage that exited, parsed; panics if there is none.
+pub fn final_state(manage: &Process) -> (u64, u64, Vec<u64>) {
+    let line = manage
+        .wait_for_stderr("] stopped: ", Duration::from_secs(5))
+        .expect("manage logs a final `stopped:` line");
+    parse_stopped(&line).unwrap_or_else(|| panic!("cannot parse {line:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_status_example() {
+        let xml = r#"<status tested="40000000" frontier="40000001" start="1" until="40000000" rate="123456" done="1" now-ms="1700000000000"><perfect n="6" host="node-07" compute-id="3" found-ms="1700000000001"/><compute id="3" host="node-07" address="10.0.0.7:51234" pid="4242" threads="8" algorithm="sieve" rate="50000000" lo="1000" hi="2000" done="1500" tested="123" since-ms="1699999999999"/><compute id="4" host="node-08" address="[::1]:40000" pid="1" threads="2" algorithm="trial" rate="7" tested="0" since-ms="1700000000000"/></status>"#;
+        let status = parse_status(xml);
+        assert_eq!(status.tested, 40_000_000);
+        assert_eq!(status.frontier, 40_000_001);
+        assert!(status.done);
+        assert_eq!(status.perfect, vec![6]);
+        assert_eq!(status.computes.len(), 2);
+        assert_eq!(status.computes[0].lease, Some((1000, 2000, 1500)));
+        assert_eq!(status.computes[1].lease, None);
+        assert_eq!(status.computes[1].pid, 1);
+    }
+
+    #[test]
+    fn parses_log_lines() {
+        let lines: Vec<String> = [
+            "[2026-11-21T14:03:48.429Z INFO  manage::server] assign lease 1 [1, 2291713) (2291712 numbers) to compute 1, predicted 0.1 s",
+            "[2026-11-21T14:03:48.569Z INFO  manage::server] result of lease 1 from compute 1: [1, 2291713), 2291712 numbers in 0.12 s (18481548/s), checksum 1693579442933",
+            "[2026-11-21T14:03:48.569Z INFO  manage::server] result of lease 9 from compute 2: [5, 10), 5 numbers in 1.50 s (3/s), late, 2 new, checksum 7",
+            "[2026-11-21T14:03:49.407Z INFO  manage::server] compute 2 left (closing after the reply)",
+            "[2026-11-21T14:03:49.407Z WARN  manage::server] lease 4 of compute 2 expired: [1, 2) goes back to the pool",
+            "[2026-11-21T14:03:48.574Z INFO  manage::server] perfect number 6 found by compute 1 on vm",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let events = parse_events(&lines);
+        assert_eq!(
+            events,
+            vec![
+                Event::Assign(Lease {
+                    lease: 1,
+                    compute: 1,
+                    lo: 1,
+                    hi: 2_291_713,
+                    predicted_ms: 100,
+                }),
+                Event::Result(ResultEvent {
+                    lease: 1,
+                    compute: 1,
+                    lo: 1,
+                    hi: 2_291_713,
+                    seconds: 0.12,
+                    checksum: 1_693_579_442_933,
+                    late_or_partly_new: false,
+                }),
+                Event::Result(ResultEvent {
+                    lease: 9,
+                    compute: 2,
+                    lo: 5,
+                    hi: 10,
+                    seconds: 1.5,
+                    checksum: 7,
+                    late_or_partly_new: true,
+                }),
+                Event::Left { compute: 2 },
+                Event::Expired { lease: 4 },
+            ]
+        );
+        assert_eq!(merged_results(&events), vec![(1, 2_291_713)]);
+    }
+
+    #[test]
+    fn parses_the_final_line() {
+        let line = "[2026-11-21T14:03:49.419Z INFO  manage::server] stopped: 40000000 numbers tested, every number below 40000001 tested, perfect numbers: [6, 28, 496, 8128, 33550336]";
+        assert_eq!(
+            parse_stopped(line),
+            Some((40_000_000, 40_000_001, vec![6, 28, 496, 8128, 33_550_336]))
+        );
+        assert_eq!(
+            parse_stopped(
+                "x] stopped: 0 numbers tested, every number below 1 tested, perfect numbers: []"
+            ),
+            Some((0, 1, vec![]))
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "overlaps live lease")]
+    fn overlapping_live_leases_are_caught() {
+        let lease = |lease, compute, lo, hi| {
+            Event::Assign(Lease {
+                lease,
+                compute,
+                lo,
+                hi,
+                predicted_ms: 0,
+            })
+        };
+        // Disjoint, then reissued after its holder left: fine. Then an overlap: caught.
+        let fine = [
+            lease(1, 1, 1, 10),
+            lease(2, 2, 10, 20),
+            Event::Left { compute: 1 },
+            lease(3, 2, 1, 10),
+        ];
+        assert_eq!(assert_live_leases_disjoint(&fine), 3);
+        assert_live_leases_disjoint(&[lease(1, 1, 1, 10), lease(2, 2, 9, 20)]);
+    }
+}
