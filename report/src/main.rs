@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::error::ErrorKind;
 use clap::Parser;
 use xmlwire::protocol::{self, Message, Status};
 use xmlwire::{Limits, Reader, XmlStr};
@@ -34,8 +35,60 @@ struct Cli {
     watch: Option<f64>,
 }
 
+/// Exit code for usage errors, as clap uses.
+const USAGE: u8 = 2;
+
+/// A clap error squeezed onto one line: its message without the usage and help hints.
+fn one_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))
+        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+        .collect();
+    let message = message.join(" ");
+    message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_string()
+}
+
+/// The command line, or the exit code: help and version print to stdout and exit 0; a usage
+/// error prints one line to stderr and exits 2.
+fn parse_command_line(program: &str) -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            Err(match error.print() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            })
+        }
+        Err(error) => {
+            eprintln!("{program}: {}", one_line(&error));
+            Err(ExitCode::from(USAGE))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_command_line("report") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    // Checked before anything is resolved or connected to: a usage error, like clap's.
+    if let Some(seconds) = cli.watch {
+        if !(seconds.is_finite() && (0.1..=3600.0).contains(&seconds)) {
+            eprintln!("report: --watch takes 0.1 to 3600 seconds, not {seconds}");
+            return ExitCode::from(USAGE);
+        }
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -52,9 +105,6 @@ fn run(cli: &Cli) -> Result<(), String> {
         return kill(&mut link, address);
     }
     if let Some(seconds) = cli.watch {
-        if !(seconds.is_finite() && (0.1..=3600.0).contains(&seconds)) {
-            return Err(format!("--watch takes 0.1 to 3600 seconds, not {seconds}"));
-        }
         return watch(&mut link, address, Duration::from_secs_f64(seconds));
     }
     let mut out = io::stdout().lock();
