@@ -32,6 +32,10 @@ pub struct Lease {
     pub deadline_ms: Millis,
     /// How long it was predicted to take.
     pub predicted_ms: Millis,
+    /// True for a double-check: a range already done, computed again by another compute to
+    /// compare checksums. Its numbers are not in the work pool's `leased` set, so it may
+    /// overlap other leases; its result never counts numbers.
+    pub check: bool,
 }
 
 /// Why a lease ended.
@@ -46,6 +50,9 @@ pub enum LeaseEnd {
     Expired,
     /// Its compute left.
     Released,
+    /// It was live when manage stopped; remembered after the restart so its compute (same
+    /// host and pid) can still deliver its result.
+    Interrupted,
 }
 
 /// A lease that is no longer live, kept to match late results.
@@ -119,7 +126,7 @@ impl LeaseTable {
         LeaseId(self.next_id)
     }
 
-    /// Issues a lease of `[lo, hi)` to `compute` and returns its id.
+    /// Issues a lease of `[lo, hi)` to `compute` and returns its id (`check`: a double-check).
     #[allow(clippy::too_many_arguments)]
     pub fn issue(
         &mut self,
@@ -130,6 +137,7 @@ impl LeaseTable {
         now: Millis,
         deadline_ms: Millis,
         predicted_ms: Millis,
+        check: bool,
     ) -> LeaseId {
         let id = LeaseId(self.next_id);
         // 2^64 leases cannot happen; saturating keeps this panic-free regardless.
@@ -147,9 +155,55 @@ impl LeaseTable {
                 issued_ms: now,
                 deadline_ms,
                 predicted_ms,
+                check,
             },
         );
         id
+    }
+
+    /// Remembers a lease from before a restart as ended ([`LeaseEnd::Interrupted`]), so a late
+    /// result for it is matched. Its id must be below [`next_id`](Self::next_id) (the numbering
+    /// moves past it if not), and a live lease with the same id is left alone.
+    pub fn remember_interrupted(&mut self, lease: Lease, now: Millis) {
+        if self.live.contains_key(&lease.id) || self.ended_capacity == 0 {
+            return;
+        }
+        self.next_id = self.next_id.max(lease.id.0.saturating_add(1));
+        self.remember(lease, LeaseEnd::Interrupted, now);
+    }
+
+    fn remember(&mut self, lease: Lease, end: LeaseEnd, now: Millis) {
+        if self.ended_capacity == 0 {
+            return;
+        }
+        while self.ended.len() >= self.ended_capacity {
+            self.ended.pop_first();
+        }
+        self.ended.insert(
+            lease.id,
+            EndedLease {
+                lease,
+                end,
+                ended_ms: now,
+            },
+        );
+    }
+
+    /// The identity of `compute`, if a remembered ended lease names it (most recent first):
+    /// for offences reported after the compute left. O(remembered leases).
+    pub fn identity_of(&self, compute: ComputeId) -> Option<&Identity> {
+        self.live
+            .values()
+            .rev()
+            .find(|lease| lease.compute == compute)
+            .or_else(|| {
+                self.ended
+                    .values()
+                    .rev()
+                    .map(|ended| &ended.lease)
+                    .find(|lease| lease.compute == compute)
+            })
+            .map(|lease| &lease.identity)
     }
 
     /// What `id` refers to.
@@ -258,19 +312,7 @@ impl LeaseTable {
     fn end(&mut self, id: LeaseId, end: LeaseEnd, now: Millis) -> Option<Lease> {
         let lease = self.live.remove(&id)?;
         self.deadlines.remove(&(lease.deadline_ms, id));
-        if self.ended_capacity > 0 {
-            while self.ended.len() >= self.ended_capacity {
-                self.ended.pop_first();
-            }
-            self.ended.insert(
-                id,
-                EndedLease {
-                    lease: lease.clone(),
-                    end,
-                    ended_ms: now,
-                },
-            );
-        }
+        self.remember(lease.clone(), end, now);
         Some(lease)
     }
 }
@@ -290,8 +332,8 @@ mod tests {
     fn lifecycle() {
         let mut table = LeaseTable::new(2);
         let c = ComputeId(1);
-        let a = table.issue(c, identity(), 10, 20, 0, 300, 100);
-        let b = table.issue(c, identity(), 20, 30, 0, 200, 100);
+        let a = table.issue(c, identity(), 10, 20, 0, 300, 100, false);
+        let b = table.issue(c, identity(), 20, 30, 0, 200, 100, false);
         assert!(b > a);
         assert_eq!(table.next_deadline(), Some(200));
         assert_eq!(table.progress(a, 9), Err(ProgressError::OutsideLease));
@@ -324,7 +366,7 @@ mod tests {
         let mut table = LeaseTable::new(2);
         let c = ComputeId(3);
         let ids: Vec<_> = (0..3)
-            .map(|i| table.issue(c, identity(), i * 10 + 1, i * 10 + 11, 0, 50, 10))
+            .map(|i| table.issue(c, identity(), i * 10 + 1, i * 10 + 11, 0, 50, 10, false))
             .collect();
         let released = table.release_compute(c, 5);
         assert_eq!(released.len(), 3);
@@ -333,7 +375,7 @@ mod tests {
         assert!(matches!(table.lookup(ids[2]), LeaseLookup::Ended(_)));
         assert!(table.expire(u64::MAX).is_empty());
         let mut forgetful = LeaseTable::new(0);
-        let id = forgetful.issue(c, identity(), 1, 2, 0, 1, 1);
+        let id = forgetful.issue(c, identity(), 1, 2, 0, 1, 1, false);
         forgetful.expire(1);
         assert_eq!(forgetful.lookup(id), LeaseLookup::Unknown);
     }
@@ -341,12 +383,37 @@ mod tests {
     #[test]
     fn late_results_are_noted() {
         let mut table = LeaseTable::new(4);
-        let id = table.issue(ComputeId(1), identity(), 1, 100, 0, 10, 5);
+        let id = table.issue(ComputeId(1), identity(), 1, 100, 0, 10, 5, false);
         table.expire(10);
         table.note_late_result(id, 40);
         table.note_late_result(id, 30);
         assert!(
             matches!(table.lookup(id), LeaseLookup::Ended(e) if e.end == LeaseEnd::Finished { upto: 40 })
         );
+    }
+
+    #[test]
+    fn interrupted_leases_are_remembered_and_the_numbering_moves_past_them() {
+        let mut table = LeaseTable::starting_at(4, LeaseId(5));
+        let lease = Lease {
+            id: LeaseId(7),
+            compute: ComputeId(3),
+            identity: identity(),
+            lo: 1,
+            hi: 9,
+            progress: 1,
+            issued_ms: 0,
+            deadline_ms: 0,
+            predicted_ms: 0,
+            check: false,
+        };
+        table.remember_interrupted(lease.clone(), 0);
+        assert!(
+            matches!(table.lookup(LeaseId(7)), LeaseLookup::Ended(e) if e.end == LeaseEnd::Interrupted && e.lease == lease)
+        );
+        assert_eq!(table.next_id(), LeaseId(8));
+        assert_eq!(table.identity_of(ComputeId(3)), Some(&identity()));
+        assert_eq!(table.identity_of(ComputeId(4)), None);
+        assert_eq!(table.next_deadline(), None);
     }
 }

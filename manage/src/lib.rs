@@ -9,11 +9,15 @@
 //! * [`leases`]: the live leases, their progress and deadlines, and recently ended ones.
 //! * [`sizing`]: each compute's rate estimate, and range lengths that take the target time.
 //! * [`registry`]: the connected computes.
+//! * [`checks`]: double-checking a share of the results on another compute.
+//! * [`flags`]: offences per host and pid, and refusal after too many.
 //! * [`scheduler`]: all of the above together; the one type the reactor calls.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod checks;
+pub mod flags;
 pub mod leases;
 pub mod pool;
 pub mod ranges;

@@ -181,8 +181,8 @@ impl WorkPool {
     /// Checks the invariants of the module docs; O(spans), meant for tests.
     pub fn check_invariants(&self) -> Result<(), String> {
         let inside = |set: &RangeSet, hi: u64| {
-            set.first().map_or(true, |(lo, _)| lo >= self.start)
-                && set.last().map_or(true, |(_, end)| end <= hi)
+            set.first().is_none_or(|(lo, _)| lo >= self.start)
+                && set.last().is_none_or(|(_, end)| end <= hi)
         };
         if !inside(&self.done, self.end) {
             return Err(format!("done outside the search: {:?}", self.done));

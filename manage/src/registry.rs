@@ -7,7 +7,7 @@ use crate::{ComputeId, LeaseId, Millis};
 
 /// Who a compute is across connections: a compute that reconnects (new [`ComputeId`]) with the
 /// same host and pid may still deliver the late result of a lease it held before.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Identity {
     /// Host name, as the compute reported it.
     pub host: String,
@@ -45,6 +45,8 @@ pub struct ComputeRecord<A> {
     pub lease: Option<LeaseId>,
     /// Numbers its results newly counted (so the rows sum to the search's `tested`).
     pub tested: u64,
+    /// Double-check results accepted from it (they count no numbers).
+    pub checks: u64,
     /// Results accepted from it.
     pub results: u64,
     /// When it joined.
@@ -75,6 +77,20 @@ impl<A> Registry<A> {
         Registry::default()
     }
 
+    /// An empty registry whose first id is `first` (at least 1): a resumed run continues the
+    /// numbering of the previous one, so an id from before a restart never names a new compute.
+    pub fn starting_at(first: ComputeId) -> Registry<A> {
+        Registry {
+            computes: BTreeMap::new(),
+            next_id: first.0.max(1),
+        }
+    }
+
+    /// The id the next compute will get.
+    pub fn next_id(&self) -> ComputeId {
+        ComputeId(self.next_id)
+    }
+
     /// Adds a compute and returns its new id.
     pub fn join(&mut self, info: ComputeInfo<A>, rate: RateModel, now: Millis) -> ComputeId {
         let id = ComputeId(self.next_id);
@@ -89,6 +105,7 @@ impl<A> Registry<A> {
                 numbers_per_sec: 0.0,
                 lease: None,
                 tested: 0,
+                checks: 0,
                 results: 0,
                 connected_ms: now,
                 last_heard_ms: now,
@@ -172,6 +189,15 @@ mod tests {
         assert_eq!(registry.len(), 1);
         assert_eq!(registry.get(b).unwrap().connected_ms, 6);
         assert!(registry.get(a).is_none());
+        assert_eq!(registry.next_id(), ComputeId(3));
+        let mut resumed = Registry::starting_at(ComputeId(40));
+        let c = resumed.join(info("c"), RateModel::from_benchmark(1, &config), 7);
+        assert_eq!(c, ComputeId(40));
+        assert_eq!(resumed.next_id(), ComputeId(41));
+        assert_eq!(
+            Registry::<&str>::starting_at(ComputeId(0)).next_id(),
+            ComputeId(1)
+        );
     }
 
     #[test]

@@ -9,15 +9,33 @@
 //! it. A late result (its lease expired, or its compute reconnected) is accepted for whatever
 //! part nobody finished; if part of its range was leased again meanwhile, that new lease keeps
 //! running and its own result later counts only what is still not done.
+//!
+//! What a request gets, in order: numbers given back (they hold the frontier back), then a
+//! waiting double-check the compute may take (see [`crate::checks`]; not while the compute's
+//! speed is still being probed, unless nothing else is left), then fresh numbers. A check is
+//! an ordinary lease flagged [`Assignment::check`]: its range is done already, its result
+//! counts nothing and only its checksum matters. A compute flagged
+//! [`SchedulerConfig::refuse_after`] times (false perfect-number claims, lost double-checks;
+//! see [`crate::flags`]) is refused: [`SchedError::Refused`] for its requests and results.
+//!
+//! Restarts: [`Snapshot`] carries the done numbers, the perfect numbers, both id counters and
+//! the leases live at the stop; [`Scheduler::restore`] puts those leases' numbers back (they
+//! are not done) and remembers the leases as ended, so their computes (same host and pid) can
+//! still deliver their results, as late results.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use std::collections::BTreeSet;
+
+use crate::checks::{CheckBook, CheckOutcome, CheckStats, Mismatch, Opinion};
+use crate::flags::{Flagged, Flags, Offence};
 use crate::leases::{Lease, LeaseLookup, LeaseTable, ProgressError};
 use crate::pool::WorkPool;
 use crate::ranges::RangeSet;
-use crate::registry::{ComputeInfo, Registry};
+use crate::registry::{ComputeInfo, Identity, Registry};
 use crate::sizing::{range_len, CostModel, Observation, RateModel, SizingConfig};
+use crate::store::StoredLease;
 use crate::{ComputeId, LeaseId, Millis};
 
 /// The search and the tuning of the scheduler.
@@ -41,11 +59,22 @@ pub struct SchedulerConfig {
     pub min_wait_ms: Millis,
     /// How many ended leases are remembered for late results.
     pub ended_lease_memory: usize,
+    /// Share of full results computed again by another compute to compare checksums, in
+    /// [0, 1]; 0 disables double-checking. See [`crate::checks`] for which ones.
+    pub double_check: f64,
+    /// Most double-checks open at once (waiting or in flight).
+    pub check_memory: usize,
+    /// How many recent checksum mismatches the status document shows.
+    pub mismatch_memory: usize,
+    /// Offences (refuted claims, lost checks) after which a compute is refused; 0: never.
+    pub refuse_after: u32,
 }
 
 impl SchedulerConfig {
     /// The defaults for the search `[start, until]`: target 15 s, deadline 3x the prediction
-    /// (at least 30 s, at most a day), waits of 0.25 to 2 s, 16384 ended leases remembered.
+    /// (at least 30 s, at most a day), waits of 0.25 to 2 s, 16384 ended leases remembered,
+    /// 1% of results double-checked (at most 1024 checks open, the last 64 mismatches shown),
+    /// a compute refused at its third offence.
     pub fn new(start: u64, until: u64) -> SchedulerConfig {
         SchedulerConfig {
             start,
@@ -57,6 +86,10 @@ impl SchedulerConfig {
             wait_ms: 2_000,
             min_wait_ms: 250,
             ended_lease_memory: 16_384,
+            double_check: 0.01,
+            check_memory: 1024,
+            mismatch_memory: 64,
+            refuse_after: 3,
         }
     }
 }
@@ -72,6 +105,8 @@ pub enum ConfigError {
     UntilTooLarge,
     /// A snapshot is for a different search.
     SnapshotMismatch,
+    /// `double_check` is not a share in [0, 1].
+    DoubleCheckShare,
 }
 
 impl fmt::Display for ConfigError {
@@ -81,6 +116,7 @@ impl fmt::Display for ConfigError {
             ConfigError::UntilBelowStart => "the search ends before it starts",
             ConfigError::UntilTooLarge => "the search can end at u64::MAX - 1 at most",
             ConfigError::SnapshotMismatch => "the saved state is for a different search",
+            ConfigError::DoubleCheckShare => "the double-check share must be between 0 and 1",
         })
     }
 }
@@ -143,6 +179,14 @@ pub enum SchedError {
     },
     /// Claimed perfect numbers not strictly increasing.
     ClaimsNotIncreasing,
+    /// The compute's host and pid were flagged too often (false perfect-number claims, lost
+    /// double-checks): no more work, no results taken. The reactor should close it.
+    Refused {
+        /// The compute.
+        compute: ComputeId,
+        /// Its offences.
+        flags: u32,
+    },
 }
 
 impl fmt::Display for SchedError {
@@ -169,6 +213,10 @@ impl fmt::Display for SchedError {
             SchedError::ClaimsNotIncreasing => {
                 f.write_str("claimed perfect numbers are not strictly increasing")
             }
+            SchedError::Refused { compute, flags } => write!(
+                f,
+                "{compute} is refused: {flags} offences (false perfect numbers or lost double-checks)"
+            ),
         }
     }
 }
@@ -188,6 +236,9 @@ pub struct Assignment {
     pub deadline_ms: Millis,
     /// How long it should take on this compute.
     pub predicted_ms: Millis,
+    /// True for a double-check: `[lo, hi)` is done already and another compute's checksum of
+    /// it will be compared. The compute need not know; the reactor may log it.
+    pub check: bool,
 }
 
 /// The answer to a request.
@@ -227,6 +278,12 @@ pub struct ResultOutcome {
     /// What the timing did to the compute's rate estimate (`None` when not used: a late result
     /// from a reconnected compute, or an empty result).
     pub observation: Option<Observation>,
+    /// Double-checking: for an ordinary result, `Some(Selected)` when it will be checked; for a
+    /// check lease's result, what the comparison found. None otherwise.
+    pub check: Option<CheckOutcome>,
+    /// A compute flagged by this result (the loser of a decided double-check), to log; the
+    /// reactor closes it if `refused` and it is connected (its next request is refused anyway).
+    pub flagged: Option<Flagged>,
 }
 
 /// A lease that expired; its unfinished numbers are back in the pool.
@@ -242,6 +299,8 @@ pub struct ExpiredLease {
     pub hi: u64,
     /// The last progress its compute reported.
     pub progress: u64,
+    /// True for a double-check lease (its check waits for another compute again).
+    pub check: bool,
 }
 
 /// A verified perfect number and who found it first.
@@ -270,6 +329,8 @@ pub struct LeaseRow {
     pub done: u64,
     /// When it expires.
     pub deadline_ms: Millis,
+    /// True for a double-check.
+    pub check: bool,
 }
 
 /// One compute in the status document.
@@ -299,10 +360,33 @@ pub struct ComputeRow<A> {
     pub tested: u64,
     /// Results accepted from it.
     pub results: u64,
+    /// Of those, double-check results (they count no numbers).
+    pub checks: u64,
+    /// Offences of its host and pid (refuted claims, lost double-checks).
+    pub flags: u32,
     /// When it joined.
     pub since_ms: Millis,
     /// When it last sent anything.
     pub last_heard_ms: Millis,
+}
+
+/// A flagged host and pid in the status document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlaggedRow {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Its offences.
+    pub flags: u32,
+    /// True when it gets no more work.
+    pub refused: bool,
+    /// The latest offence.
+    pub last: Offence,
+    /// The compute id that committed it.
+    pub last_compute: ComputeId,
+    /// When.
+    pub last_ms: Millis,
 }
 
 /// The whole state, as plain data for the status document.
@@ -332,9 +416,48 @@ pub struct StatusView<A> {
     pub perfect: Vec<PerfectFinding>,
     /// Connected computes, by id.
     pub computes: Vec<ComputeRow<A>>,
+    /// Double-checking counters: checks done (passed, mismatches, decided), pending, in flight.
+    pub checks: CheckStats,
+    /// The most recent checksum mismatches, oldest first: the range, the two computes (and
+    /// the third, once it reported) and the verdict.
+    pub mismatches: Vec<Mismatch>,
+    /// Flagged hosts and pids, ordered by host and pid.
+    pub flagged: Vec<FlaggedRow>,
 }
 
-/// What survives a restart: the done numbers, the perfect numbers and the lease numbering.
+/// A lease that was live when manage stopped: restored as an ended lease whose result is still
+/// taken from the same host and pid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredLease {
+    /// The lease.
+    pub id: LeaseId,
+    /// The compute that held it.
+    pub compute: ComputeId,
+    /// That compute's host and pid.
+    pub identity: Identity,
+    /// First number.
+    pub lo: u64,
+    /// End (exclusive).
+    pub hi: u64,
+}
+
+impl From<&StoredLease> for RestoredLease {
+    fn from(stored: &StoredLease) -> RestoredLease {
+        RestoredLease {
+            id: stored.id,
+            compute: stored.compute,
+            identity: Identity {
+                host: stored.host.clone(),
+                pid: stored.pid,
+            },
+            lo: stored.lo,
+            hi: stored.hi,
+        }
+    }
+}
+
+/// What survives a restart: the done numbers, the perfect numbers, the id numbering and the
+/// leases live at the stop. Double-checks and flags are not kept (a restart forgets them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     /// First number of the search.
@@ -347,6 +470,10 @@ pub struct Snapshot {
     pub perfect: Vec<PerfectFinding>,
     /// The id the next lease gets.
     pub next_lease: LeaseId,
+    /// The id the next compute gets.
+    pub next_compute: ComputeId,
+    /// The leases live when the state was saved.
+    pub outstanding: Vec<RestoredLease>,
 }
 
 /// The I/O-free core of manage. See the module docs.
@@ -358,6 +485,8 @@ pub struct Scheduler<C: CostModel> {
     leases: LeaseTable,
     registry: Registry<C::Algorithm>,
     perfect: BTreeMap<u64, PerfectFinding>,
+    checks: CheckBook,
+    flags: Flags,
 }
 
 impl<C: CostModel> Scheduler<C> {
@@ -372,18 +501,33 @@ impl<C: CostModel> Scheduler<C> {
         if config.until == u64::MAX {
             return Err(ConfigError::UntilTooLarge);
         }
+        if !(0.0..=1.0).contains(&config.double_check) {
+            return Err(ConfigError::DoubleCheckShare);
+        }
         Ok(Scheduler {
             pool: WorkPool::new(config.start, config.until + 1),
             leases: LeaseTable::new(config.ended_lease_memory),
             registry: Registry::new(),
             perfect: BTreeMap::new(),
+            checks: CheckBook::new(
+                config.double_check,
+                config.check_memory,
+                config.mismatch_memory,
+            ),
+            flags: Flags::new(config.refuse_after),
             config,
             cost,
         })
     }
 
     /// A scheduler that resumes the search saved in `snapshot` (same start and until).
-    /// Leases are not saved: what was leased is simply handed out again.
+    ///
+    /// Ids continue: lease and compute ids start at the snapshot's counters (or past any
+    /// outstanding lease's ids, whichever is higher). The outstanding leases' numbers are not
+    /// done, so they are handed out again; the leases themselves are remembered as ended
+    /// (within `ended_lease_memory`, the newest kept), so a compute with the same host and pid
+    /// that delivers one's result after the restart has it accepted as a late result, counting
+    /// only what is not done by then. A compute with another identity is refused.
     pub fn restore(
         config: SchedulerConfig,
         cost: C,
@@ -400,6 +544,29 @@ impl<C: CostModel> Scheduler<C> {
         scheduler.pool = WorkPool::resume(scheduler.pool.start(), scheduler.pool.end(), &done);
         scheduler.leases =
             LeaseTable::starting_at(scheduler.config.ended_lease_memory, snapshot.next_lease);
+        let mut next_compute = snapshot.next_compute;
+        for lease in &snapshot.outstanding {
+            if lease.lo > lease.hi {
+                continue;
+            }
+            next_compute = next_compute.max(ComputeId(lease.compute.0.saturating_add(1)));
+            scheduler.leases.remember_interrupted(
+                Lease {
+                    id: lease.id,
+                    compute: lease.compute,
+                    identity: lease.identity.clone(),
+                    lo: lease.lo,
+                    hi: lease.hi,
+                    progress: lease.lo,
+                    issued_ms: 0,
+                    deadline_ms: 0,
+                    predicted_ms: 0,
+                    check: false,
+                },
+                0,
+            );
+        }
+        scheduler.registry = Registry::starting_at(next_compute);
         for finding in &snapshot.perfect {
             scheduler.record_perfect(
                 finding.n,
@@ -419,6 +586,18 @@ impl<C: CostModel> Scheduler<C> {
             done: self.pool.done().iter().collect(),
             perfect: self.perfect.values().cloned().collect(),
             next_lease: self.leases.next_id(),
+            next_compute: self.registry.next_id(),
+            outstanding: self
+                .leases
+                .iter_live()
+                .map(|lease| RestoredLease {
+                    id: lease.id,
+                    compute: lease.compute,
+                    identity: lease.identity.clone(),
+                    lo: lease.lo,
+                    hi: lease.hi,
+                })
+                .collect(),
         }
     }
 
@@ -477,41 +656,8 @@ impl<C: CostModel> Scheduler<C> {
             .max(self.config.min_wait_ms)
     }
 
-    /// A compute asks for work: a range sized to take the target time on it (a shorter probe
-    /// while its speed is unmeasured), or a wait when nothing is unleased.
-    pub fn request(
-        &mut self,
-        compute: ComputeId,
-        now: Millis,
-    ) -> Result<RequestOutcome, SchedError> {
-        self.heard(compute, now)?;
-        let Some(record) = self.registry.get(compute) else {
-            return Err(SchedError::UnknownCompute(compute));
-        };
-        if let Some(lease) = record.lease.filter(|&id| self.leases.live(id).is_some()) {
-            return Err(SchedError::LeaseOutstanding(lease));
-        }
-        let Some(lo) = self.pool.next_lo() else {
-            return Ok(RequestOutcome::Wait {
-                ms: self.wait_ms(now),
-            });
-        };
-        let sizing = &self.config.sizing;
-        let algorithm = &record.info.algorithm;
-        let cost = |a: u64, b: u64| self.cost.ops(algorithm, a, b);
-        let len = range_len(
-            cost,
-            lo,
-            sizing.max_len,
-            record.rate.next_budget_ops(sizing),
-        );
-        let Some((lo, hi)) = self.pool.take(len) else {
-            return Ok(RequestOutcome::Wait {
-                ms: self.wait_ms(now),
-            });
-        };
-        let target_ms = record.rate.next_target_ms(sizing);
-        let predicted_ms = record.rate.predict_ms(cost(lo, hi), target_ms);
+    /// The deadline of a lease predicted to take `predicted_ms`, issued at `now`.
+    fn deadline(&self, predicted_ms: Millis, now: Millis) -> Millis {
         let allowed = (predicted_ms as f64 * self.config.deadline_factor).ceil();
         let allowed = if allowed.is_finite() && allowed >= 0.0 {
             allowed as u64
@@ -523,11 +669,105 @@ impl<C: CostModel> Scheduler<C> {
                 .deadline_ceiling_ms
                 .max(self.config.deadline_floor_ms),
         );
-        let deadline_ms = now.saturating_add(allowed);
+        now.saturating_add(allowed)
+    }
+
+    /// The refusal for `compute`, if its host and pid were flagged too often.
+    fn refusal(&self, compute: ComputeId) -> Result<(), SchedError> {
+        let Some(record) = self.registry.get(compute) else {
+            return Err(SchedError::UnknownCompute(compute));
+        };
+        let identity = &record.info.identity;
+        if self.flags.is_refused(identity) {
+            return Err(SchedError::Refused {
+                compute,
+                flags: self.flags.flags(identity),
+            });
+        }
+        Ok(())
+    }
+
+    /// A waiting double-check that `compute` may take now, as (check, lo, hi).
+    fn check_for(&self, compute: ComputeId) -> Option<(u64, u64, u64)> {
+        if !self.checks.has_pending() || !self.pool.returned().is_empty() {
+            return None;
+        }
+        let record = self.registry.get(compute)?;
+        // A compute still being probed gets its short probe first, unless nothing else is left.
+        if record.rate.probing() && self.pool.has_available() {
+            return None;
+        }
+        // Hosts of the computes that could take a check (for the other-host preference).
+        let hosts: BTreeSet<&str> = self
+            .registry
+            .iter()
+            .filter(|r| !self.flags.is_refused(&r.info.identity))
+            .map(|r| r.info.identity.host.as_str())
+            .collect();
+        self.checks.next_for(&record.info.identity, &hosts)
+    }
+
+    /// A compute asks for work: numbers given back first, then a double-check it may take,
+    /// then fresh numbers (see the module docs); a range sized to take the target time on it (a
+    /// shorter probe while its speed is unmeasured), or a wait when there is nothing for it.
+    /// A refused compute gets [`SchedError::Refused`].
+    pub fn request(
+        &mut self,
+        compute: ComputeId,
+        now: Millis,
+    ) -> Result<RequestOutcome, SchedError> {
+        self.heard(compute, now)?;
+        self.refusal(compute)?;
+        let Some(record) = self.registry.get(compute) else {
+            return Err(SchedError::UnknownCompute(compute));
+        };
+        if let Some(lease) = record.lease.filter(|&id| self.leases.live(id).is_some()) {
+            return Err(SchedError::LeaseOutstanding(lease));
+        }
+        let sizing = &self.config.sizing;
+        let algorithm = &record.info.algorithm;
+        let cost = |a: u64, b: u64| self.cost.ops(algorithm, a, b);
+        let check = self.check_for(compute);
+        let (lo, hi) = match check {
+            // A check is the whole range of the result it checks: checksums cover a range.
+            Some((_, lo, hi)) => (lo, hi),
+            None => {
+                let Some(lo) = self.pool.next_lo() else {
+                    return Ok(RequestOutcome::Wait {
+                        ms: self.wait_ms(now),
+                    });
+                };
+                let len = range_len(
+                    cost,
+                    lo,
+                    sizing.max_len,
+                    record.rate.next_budget_ops(sizing),
+                );
+                let Some(range) = self.pool.take(len) else {
+                    return Ok(RequestOutcome::Wait {
+                        ms: self.wait_ms(now),
+                    });
+                };
+                range
+            }
+        };
+        let target_ms = record.rate.next_target_ms(sizing);
+        let predicted_ms = record.rate.predict_ms(cost(lo, hi), target_ms);
+        let deadline_ms = self.deadline(predicted_ms, now);
         let identity = record.info.identity.clone();
-        let lease = self
-            .leases
-            .issue(compute, identity, lo, hi, now, deadline_ms, predicted_ms);
+        let lease = self.leases.issue(
+            compute,
+            identity,
+            lo,
+            hi,
+            now,
+            deadline_ms,
+            predicted_ms,
+            check.is_some(),
+        );
+        if let Some((id, _, _)) = check {
+            self.checks.assign(id, lease);
+        }
         if let Some(record) = self.registry.get_mut(compute) {
             record.lease = Some(lease);
         }
@@ -537,6 +777,7 @@ impl<C: CostModel> Scheduler<C> {
             hi,
             deadline_ms,
             predicted_ms,
+            check: check.is_some(),
         }))
     }
 
@@ -615,6 +856,7 @@ impl<C: CostModel> Scheduler<C> {
         now: Millis,
     ) -> Result<ResultOutcome, SchedError> {
         self.heard(compute, now)?;
+        self.refusal(compute)?;
         let (held, late) = match self.leases.lookup(lease) {
             LeaseLookup::Unknown => return Err(SchedError::UnknownLease(lease)),
             LeaseLookup::Live(live) => (live.clone(), false),
@@ -647,14 +889,61 @@ impl<C: CostModel> Scheduler<C> {
         }
 
         // Valid: from here on, change the state.
-        let newly_counted = self.pool.complete(lo, hi);
+        let full = hi == held.hi && hi > lo;
+        let mut check = None;
+        let mut flagged = None;
+        let mut newly_counted = 0;
         let mut returned = None;
-        if late {
-            self.leases.note_late_result(lease, hi);
+        if held.check {
+            // A check's numbers are done already and were never in the pool's leased set: the
+            // pool is not touched, and nothing counts. Only the checksum matters.
+            if late {
+                self.leases.note_late_result(lease, hi);
+                check = Some(CheckOutcome::Ignored);
+            } else {
+                self.leases.finish(lease, hi, now);
+                let opinion = Opinion {
+                    compute,
+                    identity: held.identity.clone(),
+                    checksum,
+                };
+                check = Some(if full {
+                    self.checks.answer(lease, opinion, now)
+                } else {
+                    self.checks.requeue(lease);
+                    CheckOutcome::Requeued
+                });
+            }
+            if let Some(CheckOutcome::Decided { wrong, .. }) = &check {
+                flagged = Some(self.flags.offend(
+                    wrong.identity.clone(),
+                    wrong.compute,
+                    Offence::LostCheck { lo, hi },
+                    now,
+                ));
+            }
         } else {
-            self.leases.finish(lease, hi, now);
-            self.pool.release(held.lo, held.hi);
-            returned = (hi < held.hi).then_some((hi, held.hi));
+            newly_counted = self.pool.complete(lo, hi);
+            if late {
+                self.leases.note_late_result(lease, hi);
+            } else {
+                self.leases.finish(lease, hi, now);
+                self.pool.release(held.lo, held.hi);
+                returned = (hi < held.hi).then_some((hi, held.hi));
+            }
+            // Only a full result that counted something is worth checking: a duplicate, or a
+            // result of a range others finished, was decided already.
+            if full && newly_counted > 0 && self.checks.select() {
+                let first = Opinion {
+                    compute,
+                    identity: held.identity.clone(),
+                    checksum,
+                };
+                let dropped = self.checks.open(lo, hi, first);
+                check = Some(CheckOutcome::Selected { dropped });
+            }
+        }
+        if !late {
             if let Some(owner) = self.registry.get_mut(held.compute) {
                 if owner.lease == Some(lease) {
                     owner.lease = None;
@@ -665,6 +954,9 @@ impl<C: CostModel> Scheduler<C> {
         if let Some(record) = self.registry.get_mut(compute) {
             record.tested = record.tested.saturating_add(newly_counted);
             record.results = record.results.saturating_add(1);
+            if held.check {
+                record.checks = record.checks.saturating_add(1);
+            }
             if held.compute == compute && hi > lo {
                 let seen_ms = now.saturating_sub(held.issued_ms);
                 let trusted_ms = elapsed_ms.min(seen_ms).max(seen_ms / 4);
@@ -689,7 +981,34 @@ impl<C: CostModel> Scheduler<C> {
             claims,
             returned,
             observation,
+            check,
+            flagged,
         })
+    }
+
+    /// The reactor's verifier found that `n`, claimed perfect by `compute`, is not: its host and
+    /// pid get a flag (and are refused at [`SchedulerConfig::refuse_after`] flags). Works after
+    /// the compute left as long as a remembered lease names it; None when its identity is
+    /// unknown (e.g. a claim left unchecked by the previous run).
+    pub fn claim_refuted(&mut self, compute: ComputeId, n: u64, now: Millis) -> Option<Flagged> {
+        let identity = match self.registry.get(compute) {
+            Some(record) => record.info.identity.clone(),
+            None => self.leases.identity_of(compute)?.clone(),
+        };
+        Some(
+            self.flags
+                .offend(identity, compute, Offence::FalseClaim { n }, now),
+        )
+    }
+
+    /// The double-checks (read only).
+    pub fn checks(&self) -> &CheckBook {
+        &self.checks
+    }
+
+    /// The flags (read only).
+    pub fn flags(&self) -> &Flags {
+        &self.flags
     }
 
     /// Records a verified perfect number (outside the search: ignored). The first finder is
@@ -722,26 +1041,36 @@ impl<C: CostModel> Scheduler<C> {
     }
 
     /// A compute disconnected: its live lease ends and all of its unfinished range goes back to
-    /// the pool (its reported progress is not a result). Returns the leases released.
+    /// the pool (its reported progress is not a result); a double-check waits for another
+    /// compute again. Returns the leases released.
     pub fn leave(&mut self, compute: ComputeId, now: Millis) -> Result<Vec<Lease>, SchedError> {
         if self.registry.remove(compute).is_none() {
             return Err(SchedError::UnknownCompute(compute));
         }
         let released = self.leases.release_compute(compute, now);
         for lease in &released {
-            self.pool.release(lease.lo, lease.hi);
+            if lease.check {
+                self.checks.requeue(lease.id);
+            } else {
+                self.pool.release(lease.lo, lease.hi);
+            }
         }
         Ok(released)
     }
 
     /// Ends every lease whose deadline is `<= now`: its unfinished range goes back to the pool
     /// at once, and its compute's rate estimate drops (to the rate its progress shows, else by
-    /// 4x) with a probe range next. Its compute may still send a late result.
+    /// 4x) with a probe range next. Its compute may still send a late result. An expired
+    /// double-check waits for a compute again.
     pub fn expire(&mut self, now: Millis) -> Vec<ExpiredLease> {
         let expired = self.leases.expire(now);
         let mut report = Vec::with_capacity(expired.len());
         for lease in expired {
-            self.pool.release(lease.lo, lease.hi);
+            if lease.check {
+                self.checks.requeue(lease.id);
+            } else {
+                self.pool.release(lease.lo, lease.hi);
+            }
             if let Some(record) = self.registry.get_mut(lease.compute) {
                 if record.lease == Some(lease.id) {
                     record.lease = None;
@@ -760,6 +1089,7 @@ impl<C: CostModel> Scheduler<C> {
                 lo: lease.lo,
                 hi: lease.hi,
                 progress: lease.progress,
+                check: lease.check,
             });
         }
         report
@@ -789,9 +1119,12 @@ impl<C: CostModel> Scheduler<C> {
                         hi: lease.hi,
                         done: lease.progress,
                         deadline_ms: lease.deadline_ms,
+                        check: lease.check,
                     }),
                 tested: record.tested,
                 results: record.results,
+                checks: record.checks,
+                flags: self.flags.flags(&record.info.identity),
                 since_ms: record.connected_ms,
                 last_heard_ms: record.last_heard_ms,
             })
@@ -809,6 +1142,21 @@ impl<C: CostModel> Scheduler<C> {
             numbers_per_sec: computes.iter().map(|row| row.numbers_per_sec).sum(),
             perfect: self.perfect.values().cloned().collect(),
             computes,
+            checks: self.checks.stats(),
+            mismatches: self.checks.mismatches().cloned().collect(),
+            flagged: self
+                .flags
+                .iter()
+                .map(|(identity, record)| FlaggedRow {
+                    host: identity.host.clone(),
+                    pid: identity.pid,
+                    flags: record.flags,
+                    refused: self.flags.is_refused(identity),
+                    last: record.last,
+                    last_compute: record.last_compute,
+                    last_ms: record.last_ms,
+                })
+                .collect(),
         }
     }
 }
@@ -816,7 +1164,7 @@ impl<C: CostModel> Scheduler<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Identity;
+    use crate::checks::Verdict;
 
     /// Per-number cost 1 + ln(n) for `Sieve`, 10x that for `Trial`.
     #[derive(Debug)]
@@ -1245,10 +1593,12 @@ mod tests {
         assert_eq!(restored.pool().tested(), 100);
         assert_eq!(restored.perfect().count(), 1);
         let b = restored.join(info("b", 2, 1_000_000), 30);
+        assert!(b > a);
         let first = assign(&mut restored, b, 30);
-        // Leases are not saved: the in-flight range is handed out again, under a new id.
+        // The in-flight range is not done: it is handed out again, under a new id.
         assert_eq!(first.lo, 101);
         assert!(first.lease > in_flight.lease);
+        assert_eq!(snapshot.outstanding.len(), 1);
         assert_eq!(
             Scheduler::restore(SchedulerConfig::new(2, 1_000_000), LogCost, &snapshot).err(),
             Some(ConfigError::SnapshotMismatch)
@@ -1322,8 +1672,346 @@ mod tests {
                 lo: work.lo,
                 hi: work.hi,
                 done: work.lo + 3,
-                deadline_ms: work.deadline_ms
+                deadline_ms: work.deadline_ms,
+                check: false,
             })
         );
+    }
+
+    fn scheduler_with(
+        start: u64,
+        until: u64,
+        tune: impl FnOnce(&mut SchedulerConfig),
+    ) -> Scheduler<LogCost> {
+        let mut config = SchedulerConfig::new(start, until);
+        tune(&mut config);
+        Scheduler::new(config, LogCost).unwrap()
+    }
+
+    /// A full result with `checksum`, timed (1 s) so the compute's speed is measured.
+    fn full(
+        scheduler: &mut Scheduler<LogCost>,
+        compute: ComputeId,
+        work: &Assignment,
+        checksum: u64,
+        now: Millis,
+    ) -> ResultOutcome {
+        scheduler
+            .result(
+                compute,
+                work.lease,
+                work.lo,
+                work.hi,
+                1000,
+                checksum,
+                &[],
+                now,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn restore_accepts_late_results_of_outstanding_leases_from_the_same_process() {
+        let mut before = scheduler(1, 1_000_000);
+        let a = before.join(info("h", 42, 1_000_000), 0);
+        let b = before.join(info("h", 43, 1_000_000), 0);
+        let work = assign(&mut before, a, 0);
+        let other = assign(&mut before, b, 0);
+        let snapshot = before.snapshot();
+        assert_eq!(snapshot.next_compute, ComputeId(3));
+        assert_eq!(snapshot.outstanding.len(), 2);
+        assert_eq!(
+            snapshot.outstanding[0],
+            RestoredLease {
+                id: work.lease,
+                compute: a,
+                identity: Identity {
+                    host: "h".into(),
+                    pid: 42
+                },
+                lo: work.lo,
+                hi: work.hi,
+            }
+        );
+        // The store's row converts as is.
+        let stored = StoredLease {
+            id: work.lease,
+            compute: a,
+            host: "h".into(),
+            pid: 42,
+            lo: work.lo,
+            hi: work.hi,
+        };
+        assert_eq!(RestoredLease::from(&stored), snapshot.outstanding[0]);
+
+        let mut after =
+            Scheduler::restore(SchedulerConfig::new(1, 1_000_000), LogCost, &snapshot).unwrap();
+        assert_eq!(after.pool().tested(), 0);
+        assert!(matches!(
+            after.leases().lookup(work.lease),
+            LeaseLookup::Ended(_)
+        ));
+        // Ids continue: no compute or lease id from before names a new one.
+        let stranger = after.join(info("h", 44, 500_000), 10);
+        assert_eq!(stranger, ComputeId(3));
+        let again = after.join(info("h", 42, 1_000_000), 10);
+        // The outstanding numbers are handed out again (here a part of a's range).
+        let reissued = assign(&mut after, stranger, 10);
+        assert!(reissued.lease > other.lease);
+        assert_eq!(reissued.lo, work.lo);
+        assert!(reissued.hi < work.hi);
+        finish(&mut after, stranger, &reissued, reissued.hi, 20);
+        // Another process may not deliver a's result...
+        assert_eq!(
+            after.result(stranger, work.lease, work.lo, work.hi, 5, 0, &[], 30),
+            Err(SchedError::LeaseNotYours {
+                lease: work.lease,
+                owner: a
+            })
+        );
+        // ...a's own process, reconnected, may: a late result counting what is not done yet.
+        let late = after
+            .result(again, work.lease, work.lo, work.hi, 5, 0, &[], 30)
+            .unwrap();
+        assert!(late.late);
+        assert_eq!(late.newly_counted, work.hi - reissued.hi);
+        assert_eq!(after.pool().tested(), work.hi - work.lo);
+        after.pool().check_invariants().unwrap();
+        // A restore with a stale counter still moves past the outstanding ids.
+        let mut stale = snapshot.clone();
+        stale.next_compute = ComputeId(1);
+        stale.next_lease = LeaseId(1);
+        let mut resumed =
+            Scheduler::restore(SchedulerConfig::new(1, 1_000_000), LogCost, &stale).unwrap();
+        assert_eq!(resumed.join(info("x", 1, 1), 0), ComputeId(3));
+        assert!(assign(&mut resumed, ComputeId(3), 0).lease > other.lease);
+    }
+
+    #[test]
+    fn the_double_check_share_is_validated() {
+        for bad in [-0.1, 1.5, f64::NAN] {
+            let mut config = SchedulerConfig::new(1, 10);
+            config.double_check = bad;
+            assert_eq!(
+                Scheduler::new(config, LogCost).err(),
+                Some(ConfigError::DoubleCheckShare)
+            );
+        }
+    }
+
+    #[test]
+    fn checks_pass_or_a_third_compute_decides_and_the_loser_is_flagged() {
+        let mut scheduler = scheduler_with(1, 100_000_000, |c| c.double_check = 1.0);
+        let a = scheduler.join(info("a", 1, 1_000_000), 0);
+        let b = scheduler.join(info("b", 1, 1_000_000), 0);
+        let wa = assign(&mut scheduler, a, 0);
+        let wb = assign(&mut scheduler, b, 0);
+        assert!(!wa.check && !wb.check);
+        let outcome = full(&mut scheduler, a, &wa, 11, 1000);
+        assert_eq!(
+            outcome.check,
+            Some(CheckOutcome::Selected { dropped: None })
+        );
+        full(&mut scheduler, b, &wb, 22, 1000);
+        assert_eq!(scheduler.status(1000).checks.pending, 2);
+        // Each checks the other's range, never its own.
+        let ca = assign(&mut scheduler, a, 1100);
+        assert!(ca.check);
+        assert_eq!((ca.lo, ca.hi), (wb.lo, wb.hi));
+        let cb = assign(&mut scheduler, b, 1100);
+        assert!(cb.check);
+        assert_eq!((cb.lo, cb.hi), (wa.lo, wa.hi));
+        let status = scheduler.status(1100);
+        assert_eq!((status.checks.pending, status.checks.in_flight), (0, 2));
+        assert!(status.computes[0].lease.unwrap().check);
+        let tested = scheduler.pool().tested();
+        // a agrees with b: passed. No numbers counted, nothing given back.
+        let passed = full(&mut scheduler, a, &ca, 22, 2000);
+        assert_eq!(passed.check, Some(CheckOutcome::Passed { first: b }));
+        assert_eq!((passed.newly_counted, passed.returned), (0, None));
+        // b disagrees with a: a third computation is needed.
+        let mismatch = full(&mut scheduler, b, &cb, 99, 2000);
+        assert!(
+            matches!(mismatch.check, Some(CheckOutcome::Mismatch { ref first }) if first.compute == a && first.checksum == 11)
+        );
+        assert_eq!(scheduler.pool().tested(), tested);
+        let status = scheduler.status(2000);
+        assert_eq!((status.checks.passed, status.checks.mismatches), (1, 1));
+        assert_eq!(status.mismatches.len(), 1);
+        assert_eq!(status.mismatches[0].verdict, Verdict::Open);
+        assert_eq!(
+            (status.mismatches[0].lo, status.mismatches[0].hi),
+            (wa.lo, wa.hi)
+        );
+        assert_eq!(
+            (
+                status.mismatches[0].first.compute,
+                status.mismatches[0].second.compute
+            ),
+            (a, b)
+        );
+        // Neither a nor b may be the third: they get fresh numbers.
+        let fresh_a = assign(&mut scheduler, a, 2100);
+        assert!(!fresh_a.check);
+        assert!(fresh_a.lo >= wb.hi);
+        // c's speed is unmeasured: its probe first, then the check.
+        let c = scheduler.join(info("c", 1, 1_000_000), 2100);
+        let probe = assign(&mut scheduler, c, 2100);
+        assert!(!probe.check);
+        full(&mut scheduler, c, &probe, 33, 3100);
+        let third = assign(&mut scheduler, c, 3200);
+        assert!(third.check);
+        assert_eq!((third.lo, third.hi), (wa.lo, wa.hi));
+        let decided = full(&mut scheduler, c, &third, 11, 4200);
+        assert!(
+            matches!(decided.check, Some(CheckOutcome::Decided { ref wrong, ref right }) if wrong.compute == b && right.compute == a)
+        );
+        let flagged = decided.flagged.unwrap();
+        assert_eq!(
+            (flagged.compute, flagged.flags, flagged.refused),
+            (b, 1, false)
+        );
+        assert_eq!(
+            flagged.offence,
+            Offence::LostCheck {
+                lo: wa.lo,
+                hi: wa.hi
+            }
+        );
+        let status = scheduler.status(4200);
+        assert_eq!(status.checks.decided, 1);
+        assert_eq!(status.mismatches[0].verdict, Verdict::SecondWrong);
+        assert_eq!(status.mismatches[0].third.as_ref().unwrap().compute, c);
+        let flags: Vec<_> = status.computes.iter().map(|r| (r.id, r.flags)).collect();
+        assert_eq!(flags, [(a, 0), (b, 1), (c, 0)]);
+        assert_eq!(status.flagged.len(), 1);
+        assert_eq!(
+            (
+                status.flagged[0].host.as_str(),
+                status.flagged[0].pid,
+                status.flagged[0].refused
+            ),
+            ("b", 1, false)
+        );
+        let checks: Vec<_> = status.computes.iter().map(|r| r.checks).collect();
+        assert_eq!(checks, [1, 1, 1]);
+        assert_eq!(status.tested, scheduler.pool().tested());
+        scheduler.pool().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn returned_numbers_then_checks_then_fresh_numbers() {
+        let mut scheduler = scheduler_with(1, 100_000_000, |c| c.double_check = 0.5);
+        let a = scheduler.join(info("a", 1, 1_000_000), 0);
+        let b = scheduler.join(info("b", 1, 1_000_000), 0);
+        let first = assign(&mut scheduler, a, 0);
+        let second = assign(&mut scheduler, b, 0);
+        // a's result is not selected (the first of every two), b's is.
+        assert_eq!(full(&mut scheduler, a, &first, 1, 1000).check, None);
+        let half = second.lo + (second.hi - second.lo) / 2;
+        // b's next lease comes back half done.
+        assert_eq!(
+            full(&mut scheduler, b, &second, 2, 1000).check,
+            Some(CheckOutcome::Selected { dropped: None })
+        );
+        let third = assign(&mut scheduler, b, 1000);
+        scheduler
+            .result(
+                b,
+                third.lease,
+                third.lo,
+                half.max(third.lo + 1).min(third.hi),
+                1000,
+                0,
+                &[],
+                2000,
+            )
+            .unwrap();
+        let returned = assign(&mut scheduler, a, 2000);
+        assert!(!returned.check);
+        assert!(returned.lo > third.lo && returned.lo < third.hi);
+        finish(&mut scheduler, a, &returned, returned.hi, 2500);
+        let check = assign(&mut scheduler, a, 3000);
+        assert!(check.check);
+        assert_eq!((check.lo, check.hi), (second.lo, second.hi));
+        // A partial check result puts the check back; nothing counts.
+        let tested = scheduler.pool().tested();
+        let partial = scheduler
+            .result(a, check.lease, check.lo, check.lo + 1, 10, 0, &[], 3100)
+            .unwrap();
+        assert_eq!(partial.check, Some(CheckOutcome::Requeued));
+        assert_eq!((partial.newly_counted, partial.returned), (0, None));
+        assert_eq!(scheduler.pool().tested(), tested);
+        assert_eq!(scheduler.checks().stats().pending, 1);
+        // Its lease expires: back again; a late result for it is taken and ignored.
+        let check = assign(&mut scheduler, a, 3200);
+        assert!(check.check);
+        let expired = scheduler.expire(check.deadline_ms);
+        assert_eq!(expired.len(), 1);
+        assert!(expired[0].check);
+        assert_eq!(scheduler.checks().stats().pending, 1);
+        assert!(scheduler.pool().returned().is_empty());
+        let late = full(&mut scheduler, a, &check, 2, check.deadline_ms + 1);
+        assert_eq!(late.check, Some(CheckOutcome::Ignored));
+        assert_eq!(late.newly_counted, 0);
+        assert_eq!(scheduler.checks().stats().passed, 0);
+        // A compute that leaves with a check: the check waits again.
+        let c = scheduler.join(info("c", 1, 1_000_000), 0);
+        let cp = assign(&mut scheduler, c, check.deadline_ms);
+        full(&mut scheduler, c, &cp, 0, check.deadline_ms + 1000);
+        let held = assign(&mut scheduler, c, check.deadline_ms + 1000);
+        assert!(held.check);
+        let tested = scheduler.pool().tested();
+        assert_eq!(scheduler.checks().stats().in_flight, 1);
+        let released = scheduler.leave(c, check.deadline_ms + 1100).unwrap();
+        assert!(released[0].check);
+        assert_eq!(scheduler.checks().stats().in_flight, 0);
+        assert!(scheduler.checks().stats().pending >= 1);
+        assert!(scheduler.pool().returned().is_empty());
+        assert_eq!(scheduler.pool().tested(), tested);
+        scheduler.pool().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_compute_with_too_many_offences_is_refused() {
+        let mut scheduler = scheduler_with(1, 1_000_000, |c| {
+            c.double_check = 0.0;
+            c.refuse_after = 2;
+        });
+        let a = scheduler.join(info("a", 1, 1_000_000), 0);
+        let work = assign(&mut scheduler, a, 0);
+        let first = scheduler.claim_refuted(a, 6, 5).unwrap();
+        assert_eq!((first.flags, first.refused), (1, false));
+        assert_eq!(first.offence, Offence::FalseClaim { n: 6 });
+        let second = scheduler.claim_refuted(a, 28, 6).unwrap();
+        assert_eq!((second.flags, second.refused), (2, true));
+        let refused = SchedError::Refused {
+            compute: a,
+            flags: 2,
+        };
+        assert_eq!(scheduler.request(a, 7), Err(refused.clone()));
+        assert_eq!(
+            scheduler.result(a, work.lease, work.lo, work.hi, 5, 0, &[], 7),
+            Err(refused)
+        );
+        assert_eq!(scheduler.pool().tested(), 0);
+        // Reconnecting does not help; another process is fine.
+        scheduler.leave(a, 8).unwrap();
+        let again = scheduler.join(info("a", 1, 1_000_000), 9);
+        assert!(matches!(
+            scheduler.request(again, 9),
+            Err(SchedError::Refused { flags: 2, .. })
+        ));
+        let other = scheduler.join(info("a", 2, 1_000_000), 9);
+        assert_eq!(assign(&mut scheduler, other, 9).lo, work.lo);
+        // A verdict for a compute that left is still charged (its lease is remembered).
+        assert_eq!(scheduler.claim_refuted(a, 496, 10).unwrap().flags, 3);
+        assert_eq!(scheduler.claim_refuted(ComputeId(999), 6, 10), None);
+        let status = scheduler.status(10);
+        assert_eq!(status.flagged.len(), 1);
+        assert!(status.flagged[0].refused);
+        assert_eq!(status.flagged[0].last, Offence::FalseClaim { n: 496 });
+        assert_eq!(status.computes[0].flags, 3);
+        assert_eq!(status.computes[1].flags, 0);
     }
 }

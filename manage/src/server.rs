@@ -179,6 +179,12 @@ pub fn run(config: Config) -> Result<(), String> {
         done: recovered.done.clone(),
         perfect: recovered.perfect.clone(),
         next_lease: LeaseId(recovered.next_lease),
+        next_compute: ComputeId(recovered.next_compute),
+        outstanding: recovered
+            .leases
+            .iter()
+            .map(manage::scheduler::RestoredLease::from)
+            .collect(),
     };
     let scheduler = Scheduler::restore(scheduler_config, KernelCost, &snapshot)
         .map_err(|e| format!("bad search bounds: {e:?}"))?;
