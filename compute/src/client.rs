@@ -31,17 +31,34 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Connects to manage at `server` (HOST[:PORT]) and scans the ranges it assigns until told to
-/// stop (a signal, or manage's shutdown). Returns an error only for what retrying cannot fix.
-pub fn run(
-    server: Option<String>,
-    threads: Option<usize>,
-    algorithm: Option<Algorithm>,
-) -> Result<(), String> {
-    let server = server.unwrap_or_else(|| format!("127.0.0.1:{DEFAULT_PORT}"));
+/// What client mode is given on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// manage's address, `HOST[:PORT]` (default 127.0.0.1:8128).
+    pub server: Option<String>,
+    /// Scan threads (default: every core).
+    pub threads: Option<usize>,
+    /// The algorithm (default: sieve).
+    pub algorithm: Option<Algorithm>,
+    /// A file holding manage's token, for a manage that requires it.
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// Connects to manage and scans the ranges it assigns until told to stop (a signal, or
+/// manage's shutdown). Returns an error only for what retrying cannot fix.
+pub fn run(options: Options) -> Result<(), String> {
+    let server = options
+        .server
+        .unwrap_or_else(|| format!("127.0.0.1:{DEFAULT_PORT}"));
     let address = resolve(&server)?;
-    let threads = threads.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
-    let algorithm = algorithm.unwrap_or(Algorithm::Sieve);
+    let threads = options
+        .threads
+        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+    let algorithm = options.algorithm.unwrap_or(Algorithm::Sieve);
+    let token = match &options.token_file {
+        Some(path) => Some(xmlwire::auth::read_token_file(path)?),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,
@@ -69,6 +86,7 @@ pub fn run(
         algorithm,
         ops_per_sec,
         stop,
+        token,
         undelivered: None,
     };
     me.run()
@@ -109,6 +127,8 @@ enum SessionEnd {
     Stopped,
     /// The connection failed or manage went away; reconnect.
     Lost(String),
+    /// manage refused us for a reason reconnecting cannot fix (no token, another version).
+    Refused(String),
 }
 
 struct Worker {
@@ -119,6 +139,8 @@ struct Worker {
     algorithm: Algorithm,
     ops_per_sec: u64,
     stop: Arc<AtomicBool>,
+    /// manage's shared secret, when we were given it.
+    token: Option<String>,
     /// Kept across reconnections, so finished work is delivered once manage is back.
     undelivered: Option<Finished>,
 }
@@ -127,11 +149,17 @@ impl Worker {
     fn run(mut self) -> Result<(), String> {
         let mut backoff = FIRST_BACKOFF;
         loop {
+            let started = Instant::now();
             match self.session() {
                 Ok(SessionEnd::Stopped) => return Ok(()),
+                Ok(SessionEnd::Refused(why)) => return Err(why),
                 Ok(SessionEnd::Lost(why)) => {
                     log::warn!("lost manage at {}: {why}", self.address);
-                    backoff = FIRST_BACKOFF;
+                    // Only a session that lasted shows manage is healthy again; quick
+                    // failures keep backing off.
+                    if started.elapsed() > MAX_BACKOFF {
+                        backoff = FIRST_BACKOFF;
+                    }
                 }
                 Err(why) => log::warn!("cannot work with manage at {}: {why}", self.address),
             }
@@ -183,14 +211,28 @@ impl Worker {
         });
         link.send(&hello)
             .map_err(|e| format!("sending hello: {e}"))?;
-        let (compute_id, session) = match link.receive()? {
+        let (compute_id, session, nonce) = match link.receive()? {
             Reply::Welcome {
                 compute_id,
                 session,
-            } => (compute_id, session),
+                nonce,
+            } => (compute_id, session, nonce),
+            Reply::Error(code @ (ErrorCode::Version | ErrorCode::Unauthorized), text) => {
+                return Ok(SessionEnd::Refused(format!(
+                    "manage refused us: {code}: {text}"
+                )))
+            }
             Reply::Error(code, text) => return Err(format!("manage refused us: {code}: {text}")),
             other => return Err(format!("expected welcome, got {other:?}")),
         };
+        if let (Some(token), Some(nonce)) = (&self.token, protocol::Hex::new(&nonce)) {
+            // Proving the token costs nothing, and a manage that does not ask ignores it.
+            let mac = xmlwire::auth::answer(token, nonce);
+            let auth = Message::Auth(protocol::Auth {
+                mac: protocol::Hex::new(&mac).ok_or("a MAC that is not hex")?,
+            });
+            link.send(&auth).map_err(|e| format!("sending auth: {e}"))?;
+        }
         log::info!("joined manage at {} as compute {compute_id}", self.address);
         let control = Control::open(self.address, compute_id, &session)?;
         let end = self.work(&mut link);
@@ -222,6 +264,11 @@ impl Worker {
                 Ok(Reply::Wait(ms)) => {
                     log::debug!("nothing to do; asking again in {ms} ms");
                     self.sleep(Duration::from_millis(ms.clamp(10, 60_000)));
+                }
+                Ok(Reply::Error(ErrorCode::Unauthorized, text)) => {
+                    return SessionEnd::Refused(format!(
+                        "manage requires its token ({text}): give --token-file"
+                    ))
                 }
                 Ok(Reply::Error(ErrorCode::ShuttingDown, _)) => {
                     // The shutdown message is on its way on the control connection.
@@ -353,6 +400,7 @@ enum Reply {
     Welcome {
         compute_id: u64,
         session: String,
+        nonce: String,
     },
     Assign {
         lease: u64,
@@ -372,6 +420,7 @@ impl Reply {
             Message::Welcome(w) => Reply::Welcome {
                 compute_id: w.compute_id,
                 session: w.session.as_str().to_string(),
+                nonce: w.nonce.as_str().to_string(),
             },
             Message::Assign(a) => Reply::Assign {
                 lease: a.lease,

@@ -24,6 +24,9 @@ struct Cli {
     /// naive, trial or sieve [default: sieve].
     #[arg(long, value_parser = parse_algorithm)]
     algorithm: Option<Algorithm>,
+    /// File holding manage's token, to prove it when manage asks (client mode).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,7 +133,13 @@ fn main() -> ExitCode {
             env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
                 .format_timestamp_millis()
                 .init();
-            compute::client::run(cli.server, cli.threads, cli.algorithm).map_err(Failure::Run)
+            compute::client::run(compute::client::Options {
+                server: cli.server,
+                threads: cli.threads,
+                algorithm: cli.algorithm,
+                token_file: cli.token_file,
+            })
+            .map_err(Failure::Run)
         }
     };
     match result {

@@ -22,6 +22,15 @@ pub enum Role {
     Report,
 }
 
+/// What this connection proved, and the nonce it must answer next.
+#[derive(Debug, Default)]
+pub struct AuthState {
+    /// The last nonce sent and not yet answered (a welcome's or a challenge's).
+    pub nonce: Option<String>,
+    /// The connection answered a nonce correctly (or no proof is asked of it).
+    pub authorized: bool,
+}
+
 /// What reading did.
 pub enum ReadOutcome {
     /// Read until the socket had nothing more; the connection stays open.
@@ -39,6 +48,7 @@ pub struct Connection {
     pub peer: SocketAddr,
     pub reader: Reader,
     pub role: Role,
+    pub auth: AuthState,
     /// Bytes queued for the peer; `outbox[sent..]` is still to go. Replies are encoded
     /// straight into it.
     pub outbox: Vec<u8>,
@@ -61,6 +71,7 @@ impl Connection {
             peer,
             reader: Reader::new(limits),
             role: Role::Unknown,
+            auth: AuthState::default(),
             outbox: Vec::new(),
             sent: 0,
             wants_writable: false,

@@ -1,7 +1,7 @@
 //! `--local N`: computes started on this host beside manage, for the one-command demo.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,11 @@ fn compute_binary() -> Result<PathBuf, String> {
 
 impl LocalComputes {
     /// Starts `count` computes against `address`, sharing the cores between them.
-    pub fn start(count: usize, address: SocketAddr) -> Result<LocalComputes, String> {
+    pub fn start(
+        count: usize,
+        address: SocketAddr,
+        token_file: &Path,
+    ) -> Result<LocalComputes, String> {
         let mut local = LocalComputes {
             children: Vec::new(),
         };
@@ -45,6 +49,8 @@ impl LocalComputes {
             let child = Command::new(&binary)
                 .arg(target.to_string())
                 .args(["--threads", &threads])
+                .arg("--token-file")
+                .arg(token_file)
                 .stdin(Stdio::null())
                 .spawn()
                 .map_err(|e| format!("starting {}: {e}", binary.display()))?;

@@ -42,6 +42,13 @@ struct Cli {
     /// Folder for the durable state (created if missing).
     #[arg(long, default_value = "sigma-state", value_name = "DIR")]
     state: PathBuf,
+    /// The shared secret (default: `token` in the state folder, created on first start).
+    /// report -k and job submissions always need it.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Computes must prove they hold the token before they get work.
+    #[arg(long)]
+    require_token: bool,
     /// How long a shutdown waits for the computes' last partial results, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     shutdown_grace: f64,
@@ -87,6 +94,8 @@ fn config_from(cli: Cli) -> Result<server::Config, String> {
         start: cli.start,
         until: cli.until,
         state_dir: cli.state,
+        token_file: cli.token_file,
+        require_token: cli.require_token,
         target: seconds(cli.target_seconds, "--target-seconds")?,
         exit_when_done: cli.exit_when_done,
         local_computes: cli.local,

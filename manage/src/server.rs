@@ -13,7 +13,7 @@ use manage::scheduler::{
     PerfectFinding, RequestOutcome, SchedError, Scheduler, SchedulerConfig, Snapshot,
 };
 use manage::sizing::CostModel;
-use manage::store::{ComputeRow, Store, StoredLease};
+use manage::store::{load_or_create_token, ComputeRow, Store, StoredLease};
 use manage::{ComputeId, LeaseId, Millis};
 use mio::event::Event;
 use mio::net::TcpListener;
@@ -24,12 +24,12 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use xmlwire::protocol::{
-    self, Ack, Algorithm as WireAlgorithm, ComputeStatus, ErrorCode, ErrorMessage, FoundPerfect,
-    Hello, Hex, LeaseStatus, Message, Status, Stopping, Wait, Welcome, WorkResult,
+    self, Ack, Algorithm as WireAlgorithm, Challenge, ComputeStatus, ErrorCode, ErrorMessage,
+    FoundPerfect, Hello, Hex, LeaseStatus, Message, Status, Stopping, Wait, Welcome, WorkResult,
 };
-use xmlwire::{Limits, XmlStr};
+use xmlwire::{auth, Limits, XmlStr};
 
-use crate::connection::{Connection, ReadOutcome, Role};
+use crate::connection::{AuthState, Connection, ReadOutcome, Role};
 use crate::local::LocalComputes;
 use crate::verify::{Claim, Verifier};
 
@@ -40,6 +40,10 @@ pub struct Config {
     pub start: Option<u64>,
     pub until: Option<u64>,
     pub state_dir: PathBuf,
+    /// The shared secret; default: `token` in the state folder, created on first start.
+    pub token_file: Option<PathBuf>,
+    /// Computes must answer the welcome's nonce before they get work.
+    pub require_token: bool,
     pub target: Duration,
     pub exit_when_done: bool,
     pub local_computes: usize,
@@ -144,6 +148,8 @@ struct Core {
     verifier: Verifier,
     shutdown: Option<Instant>,
     store: Store,
+    /// The shared secret privileged requests prove they hold.
+    token: String,
     /// The first store error: manage stops without sending the replies that depended on it.
     store_failure: Option<String>,
 }
@@ -171,6 +177,20 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let (mut store, recovered) =
         Store::open(&config.state_dir, config.start, config.until, u64::MAX - 1)?;
+    let token_path = config
+        .token_file
+        .clone()
+        .unwrap_or_else(|| config.state_dir.join("token"));
+    let token = load_or_create_token(&token_path, config.token_file.is_none())?;
+    log::info!(
+        "token in {}{}",
+        token_path.display(),
+        if config.require_token {
+            "; computes must prove they hold it"
+        } else {
+            ""
+        }
+    );
     let mut scheduler_config = SchedulerConfig::new(recovered.start, recovered.until);
     scheduler_config.sizing.target_ms = config.target.as_millis().max(1) as u64;
     let snapshot = Snapshot {
@@ -228,7 +248,7 @@ pub fn run(config: Config) -> Result<(), String> {
         recovered.until,
         config.target.as_secs_f64()
     );
-    let mut local = LocalComputes::start(config.local_computes, address)?;
+    let mut local = LocalComputes::start(config.local_computes, address, &token_path)?;
     let grace = config.shutdown_grace;
 
     let mut server = Server {
@@ -248,6 +268,7 @@ pub fn run(config: Config) -> Result<(), String> {
             verifier,
             shutdown: None,
             store,
+            token,
             store_failure: None,
         },
     };
@@ -493,6 +514,7 @@ impl Server {
                             key,
                             peer,
                             &mut connection.role,
+                            &mut connection.auth,
                             &mut connection.outbox,
                             message,
                             now,
@@ -787,14 +809,53 @@ impl Core {
         key: usize,
         peer: SocketAddr,
         role: &mut Role,
+        auth: &mut AuthState,
         outbox: &mut Vec<u8>,
         message: Message<'_>,
         now: Instant,
     ) -> After {
         let now_ms = self.clock.ms(now);
+        let compute_unproven = matches!(role, Role::Compute(_)) && !auth.authorized;
         match (*role, message) {
             (Role::Unknown, Message::Hello(hello)) => {
-                self.hello(key, peer, role, outbox, hello, now_ms)
+                self.hello(key, peer, role, auth, outbox, hello, now_ms)
+            }
+            (Role::Compute(id), Message::Auth(answer)) => {
+                if !self.config.require_token {
+                    // A compute may hold a token this manage does not ask for.
+                    return After::Continue;
+                }
+                if self.check_answer(auth, Some(answer.mac)) {
+                    log::info!("compute {id} proved it holds the token");
+                    After::Continue
+                } else {
+                    log::warn!("compute {id} at {peer} failed authentication; closing");
+                    error_reply(ErrorCode::Unauthorized, "wrong answer to the nonce")
+                        .encode(outbox);
+                    After::Close
+                }
+            }
+            (Role::Compute(id), Message::Request | Message::Progress(_) | Message::Result(_))
+                if compute_unproven =>
+            {
+                log::warn!("compute {id} at {peer} asked for work without the token; closing");
+                error_reply(
+                    ErrorCode::Unauthorized,
+                    "this manage requires the token: answer the welcome's nonce with <auth>",
+                )
+                .encode(outbox);
+                After::Close
+            }
+            (Role::Unknown | Role::Report, Message::Auth(answer)) => {
+                *role = Role::Report;
+                if self.check_answer(auth, Some(answer.mac)) {
+                    After::Continue
+                } else {
+                    log::warn!("report at {peer} failed authentication; closing");
+                    error_reply(ErrorCode::Unauthorized, "wrong or unasked-for answer")
+                        .encode(outbox);
+                    After::Close
+                }
             }
             (Role::Unknown, Message::Control(control)) => {
                 let id = control.compute_id;
@@ -845,15 +906,21 @@ impl Core {
                 self.status(now_ms).encode_status(outbox);
                 After::Continue
             }
-            (Role::Unknown | Role::Report, Message::Kill(_)) => {
+            (Role::Unknown | Role::Report, Message::Kill(kill)) => {
                 *role = Role::Report;
+                if let Some(refusal) = self.privileged(auth, kill.mac, outbox, peer, "kill") {
+                    return refusal;
+                }
                 let computes = self.links.len() as u64;
                 log::info!("report at {peer} asks to shut the cluster down ({computes} computes)");
                 Message::Stopping(Stopping { computes }).encode(outbox);
                 After::SignalSelf
             }
-            (Role::Unknown | Role::Report, Message::Run(_)) => {
+            (Role::Unknown | Role::Report, Message::Run(run)) => {
                 *role = Role::Report;
+                if let Some(refusal) = self.privileged(auth, run.mac, outbox, peer, "run") {
+                    return refusal;
+                }
                 error_reply(ErrorCode::Busy, "this manage runs no jobs yet").encode(outbox);
                 After::Close
             }
@@ -873,11 +940,57 @@ impl Core {
         }
     }
 
+    /// Whether `mac` answers the nonce pending on this connection (which it uses up), or the
+    /// connection proved itself before.
+    fn check_answer(&self, auth: &mut AuthState, mac: Option<Hex<'_>>) -> bool {
+        if auth.authorized {
+            return true;
+        }
+        let (Some(nonce), Some(mac)) = (auth.nonce.take(), mac) else {
+            return false;
+        };
+        let proven = Hex::new(&nonce).is_some_and(|nonce| auth::verify(&self.token, nonce, mac));
+        auth.authorized = proven;
+        proven
+    }
+
+    /// The gate of a privileged request: `None` lets it through; otherwise the reply is queued
+    /// (a challenge, or a refusal) and the request goes no further.
+    fn privileged(
+        &self,
+        auth: &mut AuthState,
+        mac: Option<Hex<'_>>,
+        outbox: &mut Vec<u8>,
+        peer: SocketAddr,
+        what: &str,
+    ) -> Option<After> {
+        if auth.authorized {
+            return None;
+        }
+        if mac.is_none() {
+            let nonce = random_hex();
+            Message::Challenge(Challenge {
+                nonce: Hex::new(&nonce).unwrap_or_else(|| unreachable_hex()),
+            })
+            .encode(outbox);
+            auth.nonce = Some(nonce);
+            return Some(After::Continue);
+        }
+        if self.check_answer(auth, mac) {
+            return None;
+        }
+        log::warn!("{what} from {peer} refused: wrong answer to the challenge");
+        error_reply(ErrorCode::Unauthorized, "wrong answer to the challenge").encode(outbox);
+        Some(After::Close)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn hello(
         &mut self,
         key: usize,
         peer: SocketAddr,
         role: &mut Role,
+        auth: &mut AuthState,
         outbox: &mut Vec<u8>,
         hello: Hello<'_>,
         now_ms: Millis,
@@ -935,6 +1048,8 @@ impl Core {
             nonce: Hex::new(&nonce).unwrap_or_else(|| unreachable_hex()),
         };
         Message::Welcome(welcome).encode(outbox);
+        auth.authorized = !self.config.require_token;
+        auth.nonce = Some(nonce);
         self.links.insert(
             id,
             Links {

@@ -4,6 +4,7 @@
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +34,10 @@ struct Cli {
     /// Redraw the view every SECONDS (default 2) until Ctrl-C.
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
     watch: Option<f64>,
+    /// manage's token, for -k [default: $SIGMA_TOKEN_FILE, else ./sigma-state/token, where a
+    /// manage started in this folder keeps it].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 /// Exit code for usage errors, as clap uses.
@@ -102,7 +107,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     let address = resolve(&cli.server)?;
     let mut link = Link::connect(address)?;
     if cli.kill {
-        return kill(&mut link, address);
+        return kill(&mut link, address, cli.token_file.as_deref());
     }
     if let Some(seconds) = cli.watch {
         return watch(&mut link, address, Duration::from_secs_f64(seconds));
@@ -118,8 +123,44 @@ fn run(cli: &Cli) -> Result<(), String> {
     })?
 }
 
-fn kill(link: &mut Link, address: SocketAddr) -> Result<(), String> {
+/// The token file to use: the one given, else `$SIGMA_TOKEN_FILE`, else the default state
+/// folder of a manage started in this folder.
+fn token_path(given: Option<&std::path::Path>) -> PathBuf {
+    given
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("SIGMA_TOKEN_FILE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("sigma-state/token"))
+}
+
+fn kill(
+    link: &mut Link,
+    address: SocketAddr,
+    token_file: Option<&std::path::Path>,
+) -> Result<(), String> {
     link.send(&Message::Kill(protocol::Kill { mac: None }))?;
+    // manage challenges the request: the answer proves we hold its token.
+    let nonce = link.receive(|_, message| match message {
+        Message::Challenge(challenge) => Ok(Some(challenge.nonce.as_str().to_string())),
+        Message::Stopping(stopping) => {
+            println!(
+                "manage at {address} is shutting the cluster down ({} computes told to stop)",
+                stopping.computes
+            );
+            Ok(None)
+        }
+        other => Err(unexpected(&other)),
+    })??;
+    let Some(nonce) = nonce else {
+        return Ok(());
+    };
+    let path = token_path(token_file);
+    let token = xmlwire::auth::read_token_file(&path).map_err(|e| {
+        format!("manage asks for its token: {e} (give --token-file, a copy of the token file in manage's state folder)")
+    })?;
+    let nonce = protocol::Hex::new(&nonce).ok_or("manage sent a nonce that is not hex")?;
+    let mac = xmlwire::auth::answer(&token, nonce);
+    let mac = protocol::Hex::new(&mac).ok_or("a MAC that is not hex")?;
+    link.send(&Message::Kill(protocol::Kill { mac: Some(mac) }))?;
     link.receive(|_, message| match message {
         Message::Stopping(stopping) => {
             println!(

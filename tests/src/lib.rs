@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod raw;
 
 /// The signals the programs must end cleanly on.
 pub use libc::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM};
@@ -305,6 +306,11 @@ impl Manage {
         })
     }
 
+    /// The token file manage created in its state folder.
+    pub fn token_file(&self) -> PathBuf {
+        self.state.path().join("token")
+    }
+
     /// The address as `HOST:PORT`, for compute and report.
     pub fn address_arg(&self) -> String {
         self.address.to_string()
@@ -321,7 +327,9 @@ impl Manage {
     /// Runs `report` against this manage with `extra` arguments and waits (bounded) for it.
     pub fn report(&self, extra: &[&str]) -> (ExitStatus, Vec<String>, Vec<String>) {
         let address = self.address_arg();
-        let mut args = vec![address.as_str()];
+        let token = self.token_file();
+        let token = token.to_str().expect("temporary paths are UTF-8");
+        let mut args = vec![address.as_str(), "--token-file", token];
         args.extend_from_slice(extra);
         let mut report = Process::start("report", &args);
         let status = report
