@@ -16,10 +16,25 @@
 //! * the pool's own invariants (nothing below the cursor lost, returned numbers neither done
 //!   nor leased).
 //!
+//! Double-checks and flags run against the model too: every result carries a checksum (a fixed
+//! function of the range; two identities lie, each in its own way), the model keeps its own
+//! open checks (selection credit, memory cap, who may take which, in which order) and flags,
+//! and checks that:
+//!
+//! * a request gets returned numbers first, then the oldest check the compute may take (never
+//!   one it already computed; the same host only when no other host could), then fresh ones;
+//!   a refused compute gets `Refused`, for its results too;
+//! * a check's range is entirely done, and its result never changes `tested`;
+//! * pass, mismatch, majority, no majority, requeue and ignore happen exactly when the model
+//!   says, and the loser of a majority (or a refuted claimer) is flagged, refused at the limit;
+//! * the status counters of pending and in-flight checks match.
+//!
 //! Then every compute is driven to the end: all numbers done, no gap, counted once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use manage::checks::CheckOutcome;
+use manage::flags::Offence;
 use manage::leases::LeaseLookup;
 use manage::registry::{ComputeInfo, Identity};
 use manage::scheduler::{Assignment, RequestOutcome, SchedError, Scheduler, SchedulerConfig};
@@ -38,6 +53,23 @@ impl CostModel for Linear {
 }
 
 const MAX_LEN: u64 = 16;
+/// Most open checks in the randomized runs: small, so the cap is exercised.
+const CHECK_MEMORY: usize = 3;
+
+/// The true checksum of a range (any fixed function will do).
+fn truth(lo: u64, hi: u64) -> u64 {
+    lo.wrapping_mul(31).wrapping_add(hi)
+}
+
+/// What a compute of this identity reports: (host 2, pid 1) and (host 1, pid 1) lie, each
+/// differently, so majorities and three-way disagreements both happen.
+fn checksum_of(identity: (u8, u8), lo: u64, hi: u64) -> u64 {
+    match identity {
+        (2, 1) => truth(lo, hi) ^ 1,
+        (1, 1) => truth(lo, hi) ^ 2,
+        _ => truth(lo, hi),
+    }
+}
 
 #[derive(Clone, Debug)]
 enum Action {
@@ -68,6 +100,10 @@ enum Action {
     Leave {
         who: usize,
     },
+    /// The verifier refutes a claim of this compute (connected or not).
+    RefuteClaim {
+        who: usize,
+    },
     Advance {
         ms: u16,
     },
@@ -82,7 +118,8 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(who, fraction, any_lease)| Action::Progress { who, fraction, any_lease }),
         6 => (
             any::<usize>(),
-            any::<u8>(),
+            // Half of the results are full (255/255 of the range).
+            prop_oneof![Just(255u8), any::<u8>()],
             prop::bool::weighted(0.25),
             prop::option::weighted(0.1, 0..40u64),
             prop_oneof![8 => Just(0i8), 1 => -2..3i8],
@@ -97,6 +134,7 @@ fn action() -> impl Strategy<Value = Action> {
                 elapsed,
             }),
         1 => any::<usize>().prop_map(|who| Action::Leave { who }),
+        1 => any::<usize>().prop_map(|who| Action::RefuteClaim { who }),
         2 => (0..300u16).prop_map(|ms| Action::Advance { ms }),
     ]
 }
@@ -111,6 +149,17 @@ struct ModelLease {
     deadline: Millis,
     issued_step: usize,
     live: bool,
+    /// The model check it is for, when it is a check lease.
+    check: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+struct ModelCheck {
+    lo: u64,
+    hi: u64,
+    /// (compute, identity, checksum), one or two.
+    opinions: Vec<(ComputeId, (u8, u8), u64)>,
+    lease: Option<LeaseId>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,10 +186,31 @@ struct Sim {
     /// Everything below was handed out at least once.
     cursor: u64,
     counted: u64,
+    /// Selection credit in millionths, and the share.
+    credit: u64,
+    share_ppm: u64,
+    checks: BTreeMap<u64, ModelCheck>,
+    next_check: u64,
+    flags: BTreeMap<(u8, u8), u32>,
+    refuse_after: u32,
+    check_memory: usize,
+    /// Checks that ended each way, to see that the simulation exercises them.
+    tally: BTreeMap<&'static str, u64>,
 }
 
 impl Sim {
     fn new(start: u64, size: u64, memory: usize) -> Sim {
+        Sim::with_checks(start, size, memory, 0.0, 3, CHECK_MEMORY)
+    }
+
+    fn with_checks(
+        start: u64,
+        size: u64,
+        memory: usize,
+        share: f64,
+        refuse_after: u32,
+        check_memory: usize,
+    ) -> Sim {
         let until = start + size - 1;
         let mut config = SchedulerConfig::new(start, until);
         config.sizing = SizingConfig {
@@ -152,6 +222,9 @@ impl Sim {
         config.deadline_floor_ms = 50;
         config.deadline_ceiling_ms = 1_000;
         config.ended_lease_memory = memory;
+        config.double_check = share;
+        config.check_memory = check_memory;
+        config.refuse_after = refuse_after;
         Sim {
             scheduler: Scheduler::new(config, Linear).unwrap(),
             start,
@@ -165,6 +238,94 @@ impl Sim {
             done: vec![None; size as usize],
             cursor: start,
             counted: 0,
+            credit: 0,
+            share_ppm: (share * 1e6).round() as u64,
+            checks: BTreeMap::new(),
+            next_check: 0,
+            flags: BTreeMap::new(),
+            refuse_after,
+            check_memory,
+            tally: BTreeMap::new(),
+        }
+    }
+
+    fn refused(&self, identity: (u8, u8)) -> bool {
+        self.refuse_after > 0
+            && self.flags.get(&identity).copied().unwrap_or(0) >= self.refuse_after
+    }
+
+    fn flag(&mut self, identity: (u8, u8)) -> u32 {
+        let flags = self.flags.entry(identity).or_insert(0);
+        *flags += 1;
+        *flags
+    }
+
+    /// The model's choice of check for `compute`, as in the scheduler's docs.
+    fn expected_check(&self, compute: &ModelCompute, others_available: bool) -> Option<u64> {
+        let record = self.scheduler.registry().get(compute.id)?;
+        if record.rate.probing() && others_available {
+            return None;
+        }
+        let hosts: BTreeSet<u8> = self
+            .computes
+            .iter()
+            .filter(|c| c.connected && !self.refused(c.identity))
+            .map(|c| c.identity.0)
+            .collect();
+        self.checks
+            .iter()
+            .filter(|(_, check)| check.lease.is_none())
+            .find(|(_, check)| {
+                if check.opinions.iter().any(|o| o.1 == compute.identity) {
+                    return false;
+                }
+                let seen = |host: u8| check.opinions.iter().any(|o| o.1 .0 == host);
+                !seen(compute.identity.0) || hosts.iter().all(|&h| seen(h))
+            })
+            .map(|(&id, _)| id)
+    }
+
+    /// Opens a model check; returns the range dropped for room, as the scheduler documents.
+    fn open_check(
+        &mut self,
+        lo: u64,
+        hi: u64,
+        first: (ComputeId, (u8, u8), u64),
+    ) -> Option<(u64, u64)> {
+        let mut dropped = None;
+        if self.checks.len() >= self.check_memory {
+            let victim = self
+                .checks
+                .iter()
+                .find(|(_, c)| c.lease.is_none() && c.opinions.len() == 1)
+                .or_else(|| self.checks.iter().find(|(_, c)| c.lease.is_none()))
+                .map(|(&id, _)| id);
+            match victim {
+                Some(id) => {
+                    let check = self.checks.remove(&id).unwrap();
+                    dropped = Some((check.lo, check.hi));
+                }
+                None => return Some((lo, hi)),
+            }
+        }
+        self.checks.insert(
+            self.next_check,
+            ModelCheck {
+                lo,
+                hi,
+                opinions: vec![first],
+                lease: None,
+            },
+        );
+        self.next_check += 1;
+        dropped
+    }
+
+    fn requeue(&mut self, lease: LeaseId) {
+        if let Some(check) = self.leases[&lease].check {
+            if let Some(check) = self.checks.get_mut(&check) {
+                check.lease = None;
+            }
         }
     }
 
@@ -175,7 +336,7 @@ impl Sim {
     /// Per number of the search: inside a live lease.
     fn leased_mask(&self) -> Vec<bool> {
         let mut mask = vec![false; self.done.len()];
-        for lease in self.leases.values().filter(|l| l.live) {
+        for lease in self.leases.values().filter(|l| l.live && l.check.is_none()) {
             for n in lease.lo..lease.hi {
                 mask[(n - self.start) as usize] = true;
             }
@@ -188,6 +349,7 @@ impl Sim {
         assert!(lease.live);
         lease.live = false;
         let compute = lease.compute;
+        self.requeue(id);
         if let Some(c) = self.computes.iter_mut().find(|c| c.id == compute) {
             if c.lease == Some(id) {
                 c.lease = None;
@@ -251,6 +413,11 @@ impl Sim {
                     prop_assert_eq!(got, Err(SchedError::UnknownCompute(id)));
                     return Ok(());
                 };
+                if self.refused(compute.identity) {
+                    let flags = self.flags[&compute.identity];
+                    prop_assert_eq!(got, Err(SchedError::Refused { compute: id, flags }));
+                    return Ok(());
+                }
                 if let Some(lease) = compute.lease {
                     prop_assert_eq!(got, Err(SchedError::LeaseOutstanding(lease)));
                     return Ok(());
@@ -259,29 +426,37 @@ impl Sim {
                 let lowest_returned = (self.start..self.cursor)
                     .find(|&n| !self.is_done(n) && !leased[(n - self.start) as usize]);
                 let lowest_fresh = (self.cursor..self.end).find(|&n| !self.is_done(n));
-                match (got, lowest_returned.or(lowest_fresh)) {
-                    (Ok(RequestOutcome::Wait { .. }), None) => {}
-                    (Ok(RequestOutcome::Assign(work)), Some(expected_lo)) => {
+                let expected_check = match lowest_returned {
+                    Some(_) => None,
+                    None => self.expected_check(&compute, lowest_fresh.is_some()),
+                };
+                match (got, expected_check, lowest_returned.or(lowest_fresh)) {
+                    (Ok(RequestOutcome::Assign(work)), Some(check), _) => {
+                        prop_assert!(work.check, "a check was due: {:?}", work);
+                        let model = &self.checks[&check];
+                        prop_assert_eq!((work.lo, work.hi), (model.lo, model.hi));
+                        for n in work.lo..work.hi {
+                            prop_assert!(self.is_done(n), "check of {} which is not done", n);
+                        }
+                        prop_assert!(self.leases.keys().all(|&id| id < work.lease));
+                        self.checks.get_mut(&check).unwrap().lease = Some(work.lease);
+                        self.new_lease(&compute, &work, Some(check));
+                    }
+                    (Ok(RequestOutcome::Wait { .. }), None, None) => {}
+                    (Ok(RequestOutcome::Assign(work)), None, Some(expected_lo)) => {
+                        prop_assert!(!work.check);
                         self.check_assignment(&work, expected_lo, compute.id)?;
                         self.cursor = self.cursor.max(work.hi);
-                        self.leases.insert(
-                            work.lease,
-                            ModelLease {
-                                compute: compute.id,
-                                identity: compute.identity,
-                                lo: work.lo,
-                                hi: work.hi,
-                                progress: work.lo,
-                                deadline: work.deadline_ms,
-                                issued_step: self.step,
-                                live: true,
-                            },
-                        );
-                        let c = self.computes.iter_mut().find(|c| c.id == id).unwrap();
-                        c.lease = Some(work.lease);
+                        self.new_lease(&compute, &work, None);
                     }
-                    (got, expected) => {
-                        prop_assert!(false, "request got {:?}, expected lo {:?}", got, expected)
+                    (got, check, expected) => {
+                        prop_assert!(
+                            false,
+                            "request got {:?}, expected check {:?} or lo {:?}",
+                            got,
+                            check,
+                            expected
+                        )
                     }
                 }
             }
@@ -364,12 +539,62 @@ impl Sim {
                     }
                 }
             }
+            Action::RefuteClaim { who } => {
+                let id = self.pick(who);
+                self.refute(id)?;
+            }
             Action::Advance { ms } => {
                 self.now += Millis::from(ms);
                 self.expire()?;
             }
         }
         self.check()
+    }
+
+    fn new_lease(&mut self, compute: &ModelCompute, work: &Assignment, check: Option<u64>) {
+        self.leases.insert(
+            work.lease,
+            ModelLease {
+                compute: compute.id,
+                identity: compute.identity,
+                lo: work.lo,
+                hi: work.hi,
+                progress: work.lo,
+                deadline: work.deadline_ms,
+                issued_step: self.step,
+                live: true,
+                check,
+            },
+        );
+        let c = self
+            .computes
+            .iter_mut()
+            .find(|c| c.id == compute.id)
+            .unwrap();
+        c.lease = Some(work.lease);
+    }
+
+    fn refute(&mut self, id: ComputeId) -> Result<(), TestCaseError> {
+        let got = self.scheduler.claim_refuted(id, 6, self.now);
+        let identity = match self.model_compute(id) {
+            Some(c) => Some(c.identity),
+            None => self
+                .leases
+                .iter()
+                .find(|(lease, l)| l.compute == id && (l.live || self.remembered.contains(lease)))
+                .map(|(_, l)| l.identity),
+        };
+        match (got, identity) {
+            (None, None) => {}
+            (Some(flagged), Some(identity)) => {
+                let flags = self.flag(identity);
+                prop_assert_eq!(flagged.flags, flags);
+                prop_assert_eq!(flagged.refused, self.refused(identity));
+                prop_assert_eq!(flagged.offence, Offence::FalseClaim { n: 6 });
+            }
+            (got, identity) => prop_assert!(false, "refuted {:?}, expected {:?}", got, identity),
+        }
+        Ok(())
     }
 
     fn expire(&mut self) -> Result<(), TestCaseError> {
@@ -457,9 +682,27 @@ impl Sim {
             self.scheduler.pool().tested(),
             self.scheduler.leases().live_count(),
         );
+        let reporter = self
+            .computes
+            .iter()
+            .find(|c| c.id == compute)
+            .map(|c| c.identity);
+        let checksum = reporter.map_or(0, |identity| checksum_of(identity, lo, hi));
         let got = self
             .scheduler
-            .result(compute, lease, lo, hi, elapsed, 0, claims, now);
+            .result(compute, lease, lo, hi, elapsed, checksum, claims, now);
+        if let Some(c) = self.model_compute(compute) {
+            if self.refused(c.identity) {
+                let flags = self.flags[&c.identity];
+                prop_assert_eq!(got, Err(SchedError::Refused { compute, flags }));
+                let after = (
+                    self.scheduler.pool().tested(),
+                    self.scheduler.leases().live_count(),
+                );
+                prop_assert_eq!(before, after, "a refused result changed nothing");
+                return Ok(());
+            }
+        }
         let valid = self.model_compute(compute).is_some()
             && match self.known_lease(compute, lease) {
                 Some((l, allowed)) => allowed && lo == l.lo && lo <= hi && hi <= l.hi,
@@ -474,8 +717,79 @@ impl Sim {
             prop_assert_eq!(before, after, "a refused result changed nothing");
             return Ok(());
         };
-        let late = !self.leases[&lease].live;
+        let held = self.leases[&lease].clone();
+        let late = !held.live;
         prop_assert_eq!(outcome.late, late);
+        let full = hi == held.hi && hi > lo;
+        if let Some(check) = held.check {
+            prop_assert_eq!(outcome.newly_counted, 0, "a check counts nothing");
+            prop_assert_eq!(outcome.returned, None);
+            prop_assert_eq!(
+                self.scheduler.pool().tested(),
+                before.0,
+                "a check never changes tested"
+            );
+            if late {
+                prop_assert_eq!(outcome.check, Some(CheckOutcome::Ignored));
+                self.tally("ignored");
+                return Ok(());
+            }
+            self.end_lease(lease);
+            if !full {
+                prop_assert_eq!(outcome.check, Some(CheckOutcome::Requeued));
+                self.tally("requeued");
+                return Ok(());
+            }
+            // In-flight checks are never dropped.
+            let mut model = self.checks.remove(&check).unwrap();
+            let mine = (compute, held.identity, checksum);
+            let mut loser = None;
+            match (model.opinions.as_slice(), &outcome.check) {
+                ([first], Some(CheckOutcome::Passed { first: who })) if first.2 == checksum => {
+                    prop_assert_eq!(*who, first.0);
+                    self.tally("passed");
+                }
+                ([first], Some(CheckOutcome::Mismatch { first: opinion }))
+                    if first.2 != checksum =>
+                {
+                    prop_assert_eq!((opinion.compute, opinion.checksum), (first.0, first.2));
+                    model.opinions.push(mine);
+                    self.checks.insert(check, model);
+                    self.tally("mismatch");
+                }
+                ([a, b], Some(CheckOutcome::Decided { wrong, right })) => {
+                    let (w, r) = if checksum == a.2 { (b, a) } else { (a, b) };
+                    prop_assert!(checksum == a.2 || checksum == b.2);
+                    prop_assert_eq!((wrong.compute, wrong.checksum), (w.0, w.2));
+                    prop_assert_eq!(right.compute, r.0);
+                    loser = Some(w.1);
+                    self.tally("decided");
+                }
+                ([a, b], Some(CheckOutcome::NoMajority)) => {
+                    prop_assert!(checksum != a.2 && checksum != b.2);
+                    self.tally("no majority");
+                }
+                (opinions, got) => prop_assert!(
+                    false,
+                    "{:?} against {:?} gave {:?}",
+                    checksum,
+                    opinions,
+                    got
+                ),
+            }
+            match (loser, outcome.flagged) {
+                (None, None) => {}
+                (Some(identity), Some(flagged)) => {
+                    let flags = self.flag(identity);
+                    prop_assert_eq!(flagged.flags, flags);
+                    prop_assert_eq!(flagged.refused, self.refused(identity));
+                }
+                (loser, flagged) => {
+                    prop_assert!(false, "flagged {:?}, expected {:?}", flagged, loser)
+                }
+            }
+            return Ok(());
+        }
         let expected_new = (lo..hi).filter(|&n| !self.is_done(n)).count() as u64;
         prop_assert_eq!(
             outcome.newly_counted,
@@ -492,7 +806,27 @@ impl Sim {
         if !late {
             self.end_lease(lease);
         }
+        let mut selected = false;
+        if full && expected_new > 0 && self.share_ppm > 0 {
+            self.credit += self.share_ppm;
+            if self.credit >= 1_000_000 {
+                self.credit -= 1_000_000;
+                selected = true;
+            }
+        }
+        if selected {
+            let dropped = self.open_check(lo, hi, (compute, held.identity, checksum));
+            prop_assert_eq!(outcome.check, Some(CheckOutcome::Selected { dropped }));
+            self.tally("selected");
+        } else {
+            prop_assert_eq!(outcome.check, None);
+        }
+        prop_assert_eq!(outcome.flagged, None);
         Ok(())
+    }
+
+    fn tally(&mut self, what: &'static str) {
+        *self.tally.entry(what).or_insert(0) += 1;
     }
 
     fn check(&self) -> Result<(), TestCaseError> {
@@ -514,13 +848,28 @@ impl Sim {
             .map(|(&id, l)| (id, l.lo, l.hi))
             .collect();
         prop_assert_eq!(&live, &model_live);
-        let mut spans: Vec<_> = live.iter().map(|&(_, lo, hi)| (lo, hi)).collect();
+        let mut spans: Vec<_> = scheduler
+            .leases()
+            .iter_live()
+            .filter(|l| !l.check)
+            .map(|l| (l.lo, l.hi))
+            .collect();
         spans.sort_unstable();
         for pair in spans.windows(2) {
             prop_assert!(pair[0].1 <= pair[1].0, "live leases overlap: {:?}", pair);
         }
         // Done numbers inside a live lease came from a late result after it was issued.
         for lease in self.leases.values().filter(|l| l.live) {
+            if lease.check.is_some() {
+                for n in lease.lo..lease.hi {
+                    prop_assert!(
+                        self.is_done(n),
+                        "a check lease over {} which is not done",
+                        n
+                    );
+                }
+                continue;
+            }
             for n in lease.lo..lease.hi {
                 if let Some((step, by_late)) = self.done[(n - self.start) as usize] {
                     prop_assert!(
@@ -552,21 +901,48 @@ impl Sim {
         let status = scheduler.status(self.now);
         let row_total: u64 = status.computes.iter().map(|r| r.tested).sum();
         prop_assert!(row_total <= status.tested);
+        // Checks: the model's waiting and in-flight ones, in order; flags per row.
+        let open: Vec<_> = scheduler.checks().open_checks().collect();
+        let model_open: Vec<_> = self
+            .checks
+            .values()
+            .map(|c| (c.lo, c.hi, c.lease.is_some()))
+            .collect();
+        prop_assert_eq!(open, model_open);
+        let in_flight = self.checks.values().filter(|c| c.lease.is_some()).count();
+        prop_assert_eq!(status.checks.in_flight, in_flight);
+        prop_assert_eq!(status.checks.pending, self.checks.len() - in_flight);
+        for row in &status.computes {
+            let identity = self
+                .computes
+                .iter()
+                .find(|c| c.id == row.id)
+                .unwrap()
+                .identity;
+            prop_assert_eq!(row.flags, self.flags.get(&identity).copied().unwrap_or(0));
+        }
         Ok(())
     }
 
     /// Runs every compute (joining one if none is left) until the search is done.
     fn finish(&mut self) -> Result<(), TestCaseError> {
-        if !self.computes.iter().any(|c| c.connected) {
-            self.run(&Action::Join {
-                host: 9,
-                pid: 9,
-                benchmark: 50_000,
-            })?;
-        }
         for _ in 0..10_000 {
             if self.scheduler.is_done() {
                 break;
+            }
+            // The reactor closes refused computes.
+            let refused: Vec<usize> = (0..self.computes.len())
+                .filter(|&i| self.computes[i].connected && self.refused(self.computes[i].identity))
+                .collect();
+            for who in refused {
+                self.run(&Action::Leave { who })?;
+            }
+            if !self.computes.iter().any(|c| c.connected) {
+                self.run(&Action::Join {
+                    host: 9,
+                    pid: 9,
+                    benchmark: 50_000,
+                })?;
             }
             let connected: Vec<ModelCompute> = self
                 .computes
@@ -586,6 +962,13 @@ impl Sim {
                         let (lo, hi) = (self.leases[&lease].lo, self.leases[&lease].hi);
                         self.step += 1;
                         self.result(compute.id, lease, lo, hi, 10, &[])?;
+                        if !self
+                            .computes
+                            .iter()
+                            .any(|c| c.id == compute.id && c.connected)
+                        {
+                            continue;
+                        }
                     }
                     None => {
                         let who = self
@@ -614,6 +997,44 @@ impl Sim {
         prop_assert!(status.done && status.tested == size && status.frontier == status.until + 1);
         Ok(())
     }
+
+    /// After the search: every connected compute keeps asking and answering until no check is
+    /// left that one of them may take. Nothing it does may change what is done.
+    fn drain_checks(&mut self) -> Result<(), TestCaseError> {
+        let done: Vec<_> = self.scheduler.pool().done().iter().collect();
+        for _ in 0..1_000 {
+            let mut busy = false;
+            for who in 0..self.computes.len() {
+                let compute = self.computes[who].clone();
+                if !compute.connected {
+                    continue;
+                }
+                if self.refused(compute.identity) {
+                    self.run(&Action::Leave { who })?;
+                    continue;
+                }
+                match compute.lease {
+                    Some(lease) => {
+                        let (lo, hi) = (self.leases[&lease].lo, self.leases[&lease].hi);
+                        self.step += 1;
+                        self.result(compute.id, lease, lo, hi, 10, &[])?;
+                        self.check()?;
+                        busy = true;
+                    }
+                    None => self.run(&Action::Request { who })?,
+                }
+            }
+            self.now += 1;
+            self.expire()?;
+            if !busy && self.checks.values().all(|c| c.lease.is_none()) {
+                break;
+            }
+        }
+        let after: Vec<_> = self.scheduler.pool().done().iter().collect();
+        prop_assert_eq!(done, after, "checks changed what is done");
+        prop_assert_eq!(self.counted, self.end - self.start);
+        Ok(())
+    }
 }
 
 proptest! {
@@ -624,13 +1045,16 @@ proptest! {
         start in prop_oneof![Just(1u64), 2..1_000u64, Just(u64::MAX - 300)],
         size in 1..300u64,
         memory in prop_oneof![Just(0usize), 1..4usize, Just(100_000)],
+        share in prop_oneof![Just(0.0), Just(0.3), Just(1.0)],
+        refuse_after in 0..4u32,
         actions in prop::collection::vec(action(), 1..150),
     ) {
-        let mut sim = Sim::new(start, size, memory);
+        let mut sim = Sim::with_checks(start, size, memory, share, refuse_after, CHECK_MEMORY);
         for action in &actions {
             sim.run(action)?;
         }
         sim.finish()?;
+        sim.drain_checks()?;
     }
 }
 
@@ -681,4 +1105,38 @@ fn late_result_over_two_reissued_leases() {
     sim.check().unwrap();
     assert_eq!(sim.counted, 16);
     sim.finish().unwrap();
+}
+
+/// Every result is checked, two of four computes lie (differently): the checks pass, find
+/// mismatches, settle them by majority or find none, and the liars end up refused.
+#[test]
+fn checks_catch_the_liars() {
+    let mut sim = Sim::with_checks(1, 600, 100_000, 1.0, 2, 10_000);
+    for (host, pid) in [(0, 0), (2, 1), (1, 1), (3, 0), (0, 1)] {
+        sim.run(&Action::Join {
+            host,
+            pid,
+            benchmark: 50_000,
+        })
+        .unwrap();
+    }
+    sim.finish().unwrap();
+    sim.drain_checks().unwrap();
+    for what in ["selected", "passed", "mismatch", "decided"] {
+        assert!(sim.tally.contains_key(what), "no {what}: {:?}", sim.tally);
+    }
+    assert!(
+        sim.refused((2, 1)) && sim.refused((1, 1)),
+        "{:?}",
+        sim.flags
+    );
+    assert!(!sim.refused((0, 0)) && !sim.refused((3, 0)) && !sim.refused((0, 1)));
+    let status = sim.scheduler.status(sim.now);
+    assert_eq!(status.tested, 600);
+    assert!(status
+        .flagged
+        .iter()
+        .all(|row| row.host == "host2" || row.host == "host1"));
+    assert!(status.checks.mismatches >= status.checks.decided);
+    assert!(!status.mismatches.is_empty());
 }
