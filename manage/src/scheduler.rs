@@ -843,6 +843,12 @@ impl<C: CostModel> Scheduler<C> {
     /// pool; a late result only adds what is not done yet. Timing from the lease's own compute
     /// updates its rate estimate; `elapsed_ms` is trusted only between a quarter of and the
     /// time the server saw between issuing the lease and now.
+    ///
+    /// A refused compute gets [`SchedError::Refused`]. A full result that counted something may
+    /// be selected for a double-check (`check: Some(Selected)`). For a check lease nothing
+    /// counts and the pool is untouched: a full result is compared (pass, mismatch, or a
+    /// majority that flags the loser, in `flagged`), a partial one puts the check back, a late
+    /// one is ignored; its claims still pass through for verification.
     #[allow(clippy::too_many_arguments)]
     pub fn result(
         &mut self,
