@@ -99,6 +99,10 @@ fn one_line(error: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // Hidden helper modes of the job sandbox (compute::sandbox): never shown in --help.
+    if let Some(code) = compute::sandbox::helper_main(std::env::args_os()) {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error)
