@@ -156,7 +156,7 @@ pub(crate) fn trial_sum(n: u64, stop: &AtomicBool) -> Option<u128> {
         let end = root.min(start + DIVISIONS_PER_STOP_CHECK - 1);
         for d in start..=end {
             // `n / d` and `n % d` compile to one division.
-            if n % d == 0 {
+            if n.is_multiple_of(d) {
                 sum += u128::from(d) + u128::from(n / d);
             }
         }
@@ -179,7 +179,7 @@ pub(crate) fn naive_sum(n: u64, stop: &AtomicBool) -> Option<u128> {
     while start < n {
         let end = (n - 1).min(start + DIVISIONS_PER_STOP_CHECK - 1);
         for d in start..=end {
-            if n % d == 0 {
+            if n.is_multiple_of(d) {
                 sum += u128::from(d);
             }
         }

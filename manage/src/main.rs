@@ -49,6 +49,10 @@ struct Cli {
     /// Computes must prove they hold the token before they get work.
     #[arg(long)]
     require_token: bool,
+    /// Share of completed ranges computed again by another compute to compare checksums
+    /// (0 turns double-checking off).
+    #[arg(long, default_value_t = 0.01, value_name = "FRACTION")]
+    double_check: f64,
     /// How long a shutdown waits for the computes' last partial results, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     shutdown_grace: f64,
@@ -96,6 +100,14 @@ fn config_from(cli: Cli) -> Result<server::Config, String> {
         state_dir: cli.state,
         token_file: cli.token_file,
         require_token: cli.require_token,
+        double_check: if (0.0..=1.0).contains(&cli.double_check) {
+            cli.double_check
+        } else {
+            return Err(format!(
+                "--double-check takes a share from 0 to 1, not {}",
+                cli.double_check
+            ));
+        },
         target: seconds(cli.target_seconds, "--target-seconds")?,
         exit_when_done: cli.exit_when_done,
         local_computes: cli.local,

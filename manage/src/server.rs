@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use manage::checks::CheckOutcome;
 use manage::registry::{ComputeInfo, Identity};
 use manage::scheduler::{
     PerfectFinding, RequestOutcome, SchedError, Scheduler, SchedulerConfig, Snapshot,
@@ -25,7 +26,8 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use xmlwire::protocol::{
     self, Ack, Algorithm as WireAlgorithm, Challenge, ComputeStatus, ErrorCode, ErrorMessage,
-    FoundPerfect, Hello, Hex, LeaseStatus, Message, Status, Stopping, Wait, Welcome, WorkResult,
+    FlaggedCompute, FoundPerfect, Hello, Hex, LeaseStatus, Message, Status, Stopping, Wait,
+    Welcome, WorkResult,
 };
 use xmlwire::{auth, Limits, XmlStr};
 
@@ -44,6 +46,8 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     /// Computes must answer the welcome's nonce before they get work.
     pub require_token: bool,
+    /// The share of completed ranges computed again by another compute, to compare checksums.
+    pub double_check: f64,
     pub target: Duration,
     pub exit_when_done: bool,
     pub local_computes: usize,
@@ -193,6 +197,7 @@ pub fn run(config: Config) -> Result<(), String> {
     );
     let mut scheduler_config = SchedulerConfig::new(recovered.start, recovered.until);
     scheduler_config.sizing.target_ms = config.target.as_millis().max(1) as u64;
+    scheduler_config.double_check = config.double_check;
     let snapshot = Snapshot {
         start: recovered.start,
         until: recovered.until,
@@ -435,6 +440,14 @@ impl Server {
                     claim.host,
                     claim.n
                 );
+                let now_ms = self.core.clock.ms(Instant::now());
+                if let Some(flagged) =
+                    self.core
+                        .scheduler
+                        .claim_refuted(ComputeId(claim.compute), claim.n, now_ms)
+                {
+                    log_flagged(&flagged);
+                }
                 continue;
             }
             let host = claim.host.clone();
@@ -502,6 +515,14 @@ impl Server {
                 return;
             };
             if connection.closed || connection.closing {
+                return;
+            }
+            // Replies are flushed only after the event batch, and a peer that pipelines
+            // requests faster than manage answers them keeps this read loop going: without this
+            // check its replies piled up here without bound (hardening test: 2,000,000
+            // pipelined status requests grew manage past 170 MiB and stalled everyone else).
+            if connection.pending_output() > MAX_PENDING_OUTPUT {
+                self.close(key, "it does not read its replies");
                 return;
             }
             let peer = connection.peer;
@@ -752,6 +773,56 @@ impl Server {
     }
 }
 
+fn log_flagged(flagged: &manage::flags::Flagged) {
+    let offence = match flagged.offence {
+        manage::flags::Offence::FalseClaim { n } => format!("claimed {n} is perfect"),
+        manage::flags::Offence::LostCheck { lo, hi } => {
+            format!("its checksum of [{lo}, {hi}) lost a double-check")
+        }
+    };
+    log::warn!(
+        "compute {} ({} pid {}) flagged: {offence}; {} offences{}",
+        flagged.compute.0,
+        flagged.identity.host,
+        flagged.identity.pid,
+        flagged.flags,
+        if flagged.refused {
+            ", refused from now on"
+        } else {
+            ""
+        }
+    );
+}
+
+fn log_check(id: u64, lo: u64, hi: u64, check: &CheckOutcome) {
+    match check {
+        CheckOutcome::Selected { dropped } => {
+            log::debug!("[{lo}, {hi}) from compute {id} will be double-checked");
+            if let Some((a, b)) = dropped {
+                log::warn!("too many open double-checks: [{a}, {b}) will not be checked");
+            }
+        }
+        CheckOutcome::Passed { first } => log::info!(
+            "double-check of [{lo}, {hi}) by compute {id} agrees with compute {}",
+            first.0
+        ),
+        CheckOutcome::Mismatch { first } => log::warn!(
+            "double-check of [{lo}, {hi}): compute {id} disagrees with compute {} ({} pid {}); a third compute decides",
+            first.compute.0,
+            first.identity.host,
+            first.identity.pid
+        ),
+        CheckOutcome::Decided { wrong, right } => log::warn!(
+            "third computation of [{lo}, {hi}) agrees with compute {}: compute {} ({} pid {}) was wrong",
+            right.compute.0,
+            wrong.compute.0,
+            wrong.identity.host,
+            wrong.identity.pid
+        ),
+        other => log::warn!("double-check of [{lo}, {hi}) by compute {id}: {other:?}"),
+    }
+}
+
 fn shutdown_message(reason: &str) -> Message<'_> {
     Message::Shutdown(protocol::Shutdown {
         reason: XmlStr::Plain(reason),
@@ -789,6 +860,7 @@ fn sched_error_code(error: &SchedError) -> ErrorCode {
         SchedError::UnknownLease(_) | SchedError::LeaseEnded(_) => ErrorCode::UnknownLease,
         SchedError::LeaseNotYours { .. } => ErrorCode::UnknownLease,
         SchedError::LeaseOutstanding(_) => ErrorCode::OutOfOrder,
+        SchedError::Refused { .. } => ErrorCode::Unauthorized,
         SchedError::UnknownCompute(_) => ErrorCode::OutOfOrder,
         _ => ErrorCode::BadMessage,
     }
@@ -1093,7 +1165,12 @@ impl Core {
                     .lease_issued(&lease, now_ms, assignment.deadline_ms);
                 self.persist(written);
                 log::info!(
-                    "assign lease {} [{}, {}) ({} numbers) to compute {id}, predicted {:.1} s",
+                    "assign {} {} [{}, {}) ({} numbers) to compute {id}, predicted {:.1} s",
+                    if assignment.check {
+                        "double-check lease"
+                    } else {
+                        "lease"
+                    },
                     assignment.lease.0,
                     assignment.lo,
                     assignment.hi,
@@ -1213,6 +1290,12 @@ impl Core {
             },
             result.checksum
         );
+        if let Some(check) = &outcome.check {
+            log_check(id, result.lo, result.hi, check);
+        }
+        if let Some(flagged) = &outcome.flagged {
+            log_flagged(flagged);
+        }
         for n in outcome.claims {
             self.verifier.submit(Claim {
                 n,
@@ -1277,7 +1360,31 @@ struct StatusDocument {
 impl StatusDocument {
     fn encode_status(&self, outbox: &mut Vec<u8>) {
         let view = &self.view;
+        let reasons: Vec<String> = view
+            .flagged
+            .iter()
+            .map(|f| match f.last {
+                manage::flags::Offence::FalseClaim { n } => format!("claimed {n} is perfect"),
+                manage::flags::Offence::LostCheck { lo, hi } => {
+                    format!("checksum of [{lo}, {hi}) lost a double-check")
+                }
+            })
+            .collect();
         let status = Status {
+            checks_passed: view.checks.passed,
+            mismatches: view.checks.mismatches,
+            flagged: view
+                .flagged
+                .iter()
+                .zip(&reasons)
+                .map(|(f, reason)| FlaggedCompute {
+                    host: XmlStr::Plain(&f.host),
+                    pid: u64::from(f.pid),
+                    offences: u64::from(f.flags),
+                    refused: f.refused,
+                    reason: XmlStr::Plain(reason),
+                })
+                .collect(),
             tested: view.tested,
             frontier: view.frontier,
             start: view.start,

@@ -328,6 +328,14 @@ fn render(
         group(status.frontier)
     )?;
     writeln!(out, "rate       {} numbers/s", group(status.rate))?;
+    if status.checks_passed + status.mismatches > 0 {
+        writeln!(
+            out,
+            "checks     {} double-checks agreed, {} disagreed",
+            group(status.checks_passed),
+            group(status.mismatches)
+        )?;
+    }
     writeln!(out)?;
     writeln!(out, "perfect numbers found: {}", status.perfect.len())?;
     for p in &status.perfect {
@@ -345,8 +353,8 @@ fn render(
     if !status.computes.is_empty() {
         writeln!(
             out,
-            "  {:>4}  {:<16} {:>8} {:>7} {:>14}  {:<36} {}",
-            "id", "host", "pid", "threads", "numbers/s", "range", "progress"
+            "  {:>4}  {:<16} {:>8} {:>7} {:>14}  {:<36} progress",
+            "id", "host", "pid", "threads", "numbers/s", "range"
         )?;
     }
     for c in &status.computes {
@@ -375,6 +383,21 @@ fn render(
             progress
         )?;
     }
+    if !status.flagged.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "flagged computes: {}", status.flagged.len())?;
+        for f in &status.flagged {
+            writeln!(
+                out,
+                "  {} pid {}: {} offences{}; latest: {}",
+                text(f.host),
+                f.pid,
+                f.offences,
+                if f.refused { ", refused" } else { "" },
+                text(f.reason)
+            )?;
+        }
+    }
     if let Some(every) = watching {
         writeln!(
             out,
@@ -402,7 +425,7 @@ fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);

@@ -28,9 +28,9 @@ mod fuzzing;
 
 pub use error::{DecodeError, Name, Problem};
 pub use messages::{
-    Ack, Assign, Auth, Challenge, ComputeStatus, Control, ErrorMessage, FoundPerfect, Hello, Job,
-    JobResult, Kill, LeaseStatus, Program, Progress, Run, Shutdown, Status, Stopping, Wait,
-    Welcome, WorkResult, VERSION_MISMATCH,
+    Ack, Assign, Auth, Challenge, ComputeStatus, Control, ErrorMessage, FlaggedCompute,
+    FoundPerfect, Hello, Job, JobResult, Kill, LeaseStatus, Program, Progress, Run, Shutdown,
+    Status, Stopping, Wait, Welcome, WorkResult, VERSION_MISMATCH,
 };
 pub use values::{
     Algorithm, Base64, ErrorCode, Hex, JobStatus, Language, ListFull, Output, Payload, PerfectList,

@@ -3,9 +3,9 @@
 use proptest::prelude::*;
 use xmlwire::protocol::{
     decode, Ack, Algorithm, Assign, Auth, Base64, Challenge, ComputeStatus, Control, DecodeError,
-    ErrorCode, ErrorMessage, FoundPerfect, Hello, Hex, Job, JobResult, JobStatus, Kill, Language,
-    LeaseStatus, Message, Output, Payload, PerfectList, Problem, Program, Progress, Run, Schedule,
-    Shutdown, Status, Stopping, Wait, Welcome, WorkResult, PROTOCOL_VERSION,
+    ErrorCode, ErrorMessage, FlaggedCompute, FoundPerfect, Hello, Hex, Job, JobResult, JobStatus,
+    Kill, Language, LeaseStatus, Message, Output, Payload, PerfectList, Problem, Program, Progress,
+    Run, Schedule, Shutdown, Status, Stopping, Wait, Welcome, WorkResult, PROTOCOL_VERSION,
 };
 use xmlwire::{Frame, Limits, Reader, XmlStr};
 
@@ -221,6 +221,15 @@ fn golden() -> Vec<(Message<'static>, &'static str)> {
                 rate: 123456,
                 done: true,
                 now_ms: 1700000000000,
+                checks_passed: 4,
+                mismatches: 1,
+                flagged: vec![FlaggedCompute {
+                    host: plain("node-09"),
+                    pid: 77,
+                    offences: 3,
+                    refused: true,
+                    reason: plain("claimed 12 is perfect"),
+                }],
                 perfect: vec![FoundPerfect {
                     n: 6,
                     host: plain("node-07"),
@@ -259,10 +268,11 @@ fn golden() -> Vec<(Message<'static>, &'static str)> {
                 ],
             }),
             concat!(
-                r#"<status tested="40000000" frontier="40000001" start="1" until="40000000" rate="123456" done="1" now-ms="1700000000000">"#,
+                r#"<status tested="40000000" frontier="40000001" start="1" until="40000000" rate="123456" done="1" now-ms="1700000000000" checks-passed="4" mismatches="1">"#,
                 r#"<perfect n="6" host="node-07" compute-id="3" found-ms="1700000000001"/>"#,
                 r#"<compute id="3" host="node-07" address="10.0.0.7:51234" pid="4242" threads="8" algorithm="sieve" rate="50000000" lo="1000" hi="2000" done="1500" tested="123" since-ms="1699999999999"/>"#,
                 r#"<compute id="4" host="node-08" address="[::1]:40000" pid="1" threads="2" algorithm="trial" rate="7" tested="0" since-ms="1700000000000"/>"#,
+                r#"<flagged host="node-09" pid="77" offences="3" refused="1" reason="claimed 12 is perfect"/>"#,
                 r#"</status>"#
             ),
         ),
@@ -1093,14 +1103,30 @@ fn status() -> impl Strategy<Value = Status<'static>> {
                 found_ms,
             }
         });
+    let flagged = (text(), number(), number(), any::<bool>(), text()).prop_map(
+        |(host, pid, offences, refused, reason)| FlaggedCompute {
+            host,
+            pid,
+            offences,
+            refused,
+            reason,
+        },
+    );
     (
         (number(), number(), number(), number(), number()),
-        (any::<bool>(), number()),
+        (any::<bool>(), number(), number(), number()),
         prop::collection::vec(found, 0..4),
         prop::collection::vec(compute_status(), 0..4),
+        prop::collection::vec(flagged, 0..3),
     )
         .prop_map(
-            |((tested, frontier, start, until, rate), (done, now_ms), perfect, computes)| Status {
+            |(
+                (tested, frontier, start, until, rate),
+                (done, now_ms, checks_passed, mismatches),
+                perfect,
+                computes,
+                flagged,
+            )| Status {
                 tested,
                 frontier,
                 start,
@@ -1108,6 +1134,9 @@ fn status() -> impl Strategy<Value = Status<'static>> {
                 rate,
                 done,
                 now_ms,
+                checks_passed,
+                mismatches,
+                flagged,
                 perfect,
                 computes,
             },

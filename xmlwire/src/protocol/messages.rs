@@ -839,6 +839,12 @@ pub struct ComputeStatus<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Status<'a> {
+    /// Double-checks that agreed with the first computation.
+    pub checks_passed: u64,
+    /// Double-checks that disagreed (a third computation decides).
+    pub mismatches: u64,
+    /// Computes flagged for false claims or lost double-checks.
+    pub flagged: Vec<FlaggedCompute<'a>>,
     /// How many numbers have been tested.
     pub tested: u64,
     /// The smallest number not yet tested: all of `[start, frontier)` is.
@@ -859,10 +865,35 @@ pub struct Status<'a> {
     pub computes: Vec<ComputeStatus<'a>>,
 }
 
+/// A compute (by host and pid) that claimed a false perfect number or lost a double-check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct FlaggedCompute<'a> {
+    /// Its host.
+    pub host: XmlStr<'a>,
+    /// Its process id.
+    pub pid: u64,
+    /// How many offences.
+    pub offences: u64,
+    /// It gets no more work.
+    pub refused: bool,
+    /// The latest offence, for people.
+    pub reason: XmlStr<'a>,
+}
+
 impl<'a> Status<'a> {
-    const NAMES: [&'static str; 7] = [
-        "tested", "frontier", "start", "until", "rate", "done", "now-ms",
+    const NAMES: [&'static str; 9] = [
+        "tested",
+        "frontier",
+        "start",
+        "until",
+        "rate",
+        "done",
+        "now-ms",
+        "checks-passed",
+        "mismatches",
     ];
+    const FLAGGED: [&'static str; 5] = ["host", "pid", "offences", "refused", "reason"];
     const PERFECT: [&'static str; 4] = ["n", "host", "compute-id", "found-ms"];
     const COMPUTE: [&'static str; 12] = [
         "id",
@@ -889,6 +920,9 @@ impl<'a> Status<'a> {
             rate: a.u64("rate")?,
             done: a.flag("done")?,
             now_ms: a.u64("now-ms")?,
+            checks_passed: a.opt_u64("checks-passed")?.unwrap_or(0),
+            mismatches: a.opt_u64("mismatches")?.unwrap_or(0),
+            flagged: Vec::new(),
             perfect: Vec::new(),
             computes: Vec::new(),
         };
@@ -920,6 +954,17 @@ impl<'a> Status<'a> {
                         since_ms: a.u64("since-ms")?,
                     });
                 }
+                "flagged" => {
+                    let a = cur.attrs(&child, &Self::FLAGGED, true)?;
+                    cur.no_content(&child, "flagged")?;
+                    status.flagged.push(FlaggedCompute {
+                        host: a.xml("host")?,
+                        pid: a.u64("pid")?,
+                        offences: a.u64("offences")?,
+                        refused: a.flag("refused")?,
+                        reason: a.xml("reason")?,
+                    });
+                }
                 _ => return Err(DecodeError::at(Problem::UnknownElement, child.name_span)),
             }
         }
@@ -936,7 +981,14 @@ impl<'a> Status<'a> {
             .attr_u64("rate", self.rate)
             .attr("done", if self.done { "1" } else { "0" })
             .attr_u64("now-ms", self.now_ms);
-        if self.perfect.is_empty() && self.computes.is_empty() {
+        // Counters of double-checking: absent means 0, so a cluster without checks is unchanged.
+        if self.checks_passed > 0 {
+            w.attr_u64("checks-passed", self.checks_passed);
+        }
+        if self.mismatches > 0 {
+            w.attr_u64("mismatches", self.mismatches);
+        }
+        if self.perfect.is_empty() && self.computes.is_empty() && self.flagged.is_empty() {
             w.end_empty();
             return;
         }
@@ -967,12 +1019,25 @@ impl<'a> Status<'a> {
                 .attr_u64("since-ms", c.since_ms)
                 .end_empty();
         }
+        for f in &self.flagged {
+            w.open("flagged")
+                .attr_xml("host", f.host)
+                .attr_u64("pid", f.pid)
+                .attr_u64("offences", f.offences)
+                .attr("refused", if f.refused { "1" } else { "0" })
+                .attr_xml("reason", f.reason)
+                .end_empty();
+        }
         w.close("status");
     }
 
     pub(super) fn check(&self) -> Decoded<()> {
         for p in &self.perfect {
             check_text(p.host, "host")?;
+        }
+        for f in &self.flagged {
+            check_text(f.host, "host")?;
+            check_text(f.reason, "reason")?;
         }
         for c in &self.computes {
             check_text(c.host, "host")?;
