@@ -885,6 +885,16 @@ fn run_stage(config: &SandboxConfig, spec: &helper::Spec, merge: bool) -> Stage 
     stage
 }
 
+/// Where a reader thread puts what it captures.
+type Sink = Arc<Mutex<Captured>>;
+
+/// A pipe whose ends are close-on-exec (only the ends handed to a child as its stdio are
+/// inherited): (read end, write end).
+pub(crate) fn pipe() -> io::Result<(std::fs::File, std::fs::File)> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    Ok((std::fs::File::from(read), std::fs::File::from(write)))
+}
+
 fn take(captured: &Mutex<Captured>) -> Captured {
     match captured.lock() {
         Ok(mut guard) => std::mem::take(&mut *guard),
@@ -916,7 +926,7 @@ fn spawn_supervisor(
     out: &Arc<Mutex<Captured>>,
     err: &Arc<Mutex<Captured>>,
 ) -> io::Result<Child> {
-    let (report, report_w) = io::pipe()?;
+    let (report, report_w) = pipe()?;
     let mut command = Command::new(&config.helper);
     command
         .arg(helper::SUPERVISE)
@@ -924,7 +934,7 @@ fn spawn_supervisor(
         .stdin(Stdio::from(report_w))
         .env_clear();
     let merged = if merge {
-        let (reader, writer) = io::pipe()?;
+        let (reader, writer) = pipe()?;
         command
             .stdout(Stdio::from(writer.try_clone()?))
             .stderr(Stdio::from(writer));
@@ -941,7 +951,7 @@ fn spawn_supervisor(
             .name(name.to_owned())
             .spawn(body)
     };
-    let streams: Vec<(Box<dyn Read + Send>, Arc<Mutex<Captured>>)> = match merged {
+    let streams: Vec<(Box<dyn Read + Send>, Sink)> = match merged {
         Some(reader) => vec![(Box::new(reader), Arc::clone(out))],
         None => {
             let stdout = child.stdout.take().ok_or(io::ErrorKind::BrokenPipe)?;

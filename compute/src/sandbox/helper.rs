@@ -290,7 +290,7 @@ fn supervise_inner(
     // The exec stage writes why it could not exec the program here; the pipe's write end is
     // close-on-exec there, so end of file without bytes means the exec happened.
     let (mut exec_errors, exec_errors_w) =
-        io::pipe().map_err(|error| format!("cannot make a pipe: {error}"))?;
+        super::pipe().map_err(|error| format!("cannot make a pipe: {error}"))?;
 
     let mut exec_args: Vec<OsString> = vec![EXEC.into()];
     limits.push_args(&mut exec_args);
