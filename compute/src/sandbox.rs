@@ -37,8 +37,8 @@
 //! reaped the program and all its descendants; it has no other children, so the figures are the
 //! job's alone: CPU is user + system of every process of the job; peak memory (`ru_maxrss`) is
 //! the largest resident set of any one of its processes. Linux carries `ru_maxrss` across
-//! `exec`, so it includes the exec helper's own resident set just before the exec (about 2-3 MiB
-//! for a release build of compute): `peak_kb` is never below that. Wall time is measured by the
+//! `exec`, so it includes the exec helper's own resident set just before the exec (a few MiB:
+//! about 4 MiB for a debug build of compute): `peak_kb` is never below that. Wall time is measured by the
 //! supervisor from the spawn of the exec stage to the program's end.
 //!
 //! # Status
@@ -532,6 +532,17 @@ pub fn run_job(request: &JobRequest<'_>, config: &SandboxConfig) -> JobOutcome {
     let stage = run_stage(config, &spec, false);
     outcome.stdout = stage.out.clone();
     outcome.stderr = stage.err.clone();
+    if stage.error.is_none()
+        && stage
+            .exec_failed
+            .as_deref()
+            .is_some_and(|why| why.contains("os error 12"))
+    {
+        // ENOMEM from execve: the memory limit is too small to even load the program.
+        outcome.status = JobStatus::MemoryLimit;
+        outcome.message = stage.exec_failed;
+        return outcome;
+    }
     if let Some(problem) = stage.problem() {
         outcome.status = JobStatus::InternalError;
         outcome.message = Some(problem);

@@ -478,3 +478,59 @@ int main(void) {{
     assert!(victim.join("keep.txt").exists());
     std::fs::remove_dir_all(&victim).unwrap();
 }
+
+/// On this kind of machine rustc lives under root's 0700 home (rustup), out of the job user's
+/// reach, so the Rust cases above are skipped. This test still exercises the Rust pipeline, as
+/// root: only when run as root and the normal check fails. (Never configure a real compute so.)
+#[test]
+fn rust_jobs_as_root_when_the_toolchain_is_private() {
+    let mut bench = Bench::new("rust-root");
+    if bench.config.toolchain.rustc.is_none() {
+        eprintln!("SKIPPING Rust as root: no rustc");
+        return;
+    }
+    if !is_root() || bench.config.check_language(Language::Rust).is_ok() {
+        eprintln!(
+            "SKIPPING Rust as root: not needed (not root, or rustc reachable by the job user)"
+        );
+        return;
+    }
+    eprintln!("Rust jobs run as root here: the job user cannot reach rustc");
+    bench.config.job_user = (0, 0);
+    bench.config.check_language(Language::Rust).unwrap();
+
+    let outcome = bench.run(&job(Language::Rust, "fn main() { println!(\"hello\"); }\n"));
+    assert_eq!(outcome.status, JobStatus::Ok, "{outcome:?}");
+    assert_eq!(text(&outcome.stdout.bytes), "hello\n");
+
+    let outcome = bench.run(&job(Language::Rust, "fn main() { let x: u8 = \"no\"; }\n"));
+    assert_eq!(outcome.status, JobStatus::CompileError, "{outcome:?}");
+    assert!(text(&outcome.compiler_output.bytes).contains("mismatched types"));
+
+    let outcome = bench.run(&job(
+        Language::Rust,
+        "fn main() { std::process::exit(3) }\n",
+    ));
+    assert_eq!(outcome.status, JobStatus::RuntimeError, "{outcome:?}");
+    assert_eq!(outcome.exit_code, Some(3));
+
+    let mut request = job(
+        Language::Rust,
+        "fn main() { let mut v = Vec::new(); loop { v.push(vec![1u8; 1 << 20]); } }\n",
+    );
+    request.memory_mb = 64;
+    let outcome = bench.run(&request);
+    assert_eq!(outcome.status, JobStatus::MemoryLimit, "{outcome:?}");
+}
+
+#[test]
+fn a_memory_limit_too_small_to_load_the_program() {
+    let bench = Bench::new("tiny-memory");
+    if !bench.has(Language::Python) {
+        return;
+    }
+    let mut request = job(Language::Python, "print('hi')\n");
+    request.memory_mb = 1;
+    let outcome = bench.run(&request);
+    assert_eq!(outcome.status, JobStatus::MemoryLimit, "{outcome:?}");
+}
