@@ -130,7 +130,7 @@ pub fn affordable(algorithm: Algorithm, lo: u64) -> bool {
 pub fn magnitude_name(lo: u64) -> String {
     let mut power = 0;
     let mut value = lo;
-    while value >= 10 && value % 10 == 0 {
+    while value >= 10 && value.is_multiple_of(10) {
         value /= 10;
         power += 1;
     }

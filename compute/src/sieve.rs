@@ -335,7 +335,7 @@ impl Buckets {
         // ahead; the others wait until the sweep reaches their square.
         let mut d = low;
         while d <= high && d * d < start {
-            if d % DIVISIONS_PER_STOP_CHECK == 0 && stop.load(Ordering::Relaxed) {
+            if d.is_multiple_of(DIVISIONS_PER_STOP_CHECK) && stop.load(Ordering::Relaxed) {
                 return false;
             }
             let (offset, value) = first_hit(start, d);
@@ -370,7 +370,7 @@ impl Buckets {
     fn push(&mut self, n: u64, divisor: u32, cofactor: u32) {
         let bucket = ((n - self.start) >> self.log2_segment_len) as usize & self.ring_mask;
         let mut write = self.write[bucket];
-        if write as usize % CHUNK == 0 {
+        if (write as usize).is_multiple_of(CHUNK) {
             let fresh = self.free;
             self.free = self.link[fresh as usize];
             self.link[fresh as usize] = self.head[bucket];
