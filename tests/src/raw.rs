@@ -40,6 +40,8 @@ impl Raw {
         let stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
         let _ = stream.set_nodelay(true);
+        // A manage that stops reading must fail the test, not hang it.
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
         Raw {
             stream,
             pending: Vec::new(),

@@ -249,6 +249,31 @@ fn a_100_mb_attribute_is_too_large_long_before_100_mb() {
 }
 
 #[test]
+fn other_limits_of_protocol_md() {
+    let manage = Manage::start(&[]);
+    let mut victim = FakeCompute::join(manage.address);
+    // Over the 1 MiB message cap: a comment between messages, text content, a name.
+    let comment = format!("<!--{}-->", "c".repeat(2 << 20));
+    refused(manage.address, comment.as_bytes(), "too-large", None);
+    let text = format!("<status-request>{}</status-request>", "t".repeat(2 << 20));
+    refused(manage.address, text.as_bytes(), "too-large", None);
+    // Over the token limit (100,000) while well inside 1 MiB: 60,000 empty children.
+    let tokens = format!("<status-request>{}</status-request>", "<x/>".repeat(60_000));
+    refused(manage.address, tokens.as_bytes(), "too-large", None);
+    // Over the attribute limit (64) and the name limit (64 bytes): bad-xml.
+    let attributes: String = (0..65).map(|i| format!(" a{i}=\"1\"")).collect();
+    let many = format!("<status-request{attributes}/>");
+    refused(manage.address, many.as_bytes(), "bad-xml", None);
+    let long_name = format!("<{}/>", "n".repeat(65));
+    refused(manage.address, long_name.as_bytes(), "bad-xml", None);
+    // A DOCTYPE (entity expansion) is refused outright.
+    let doctype = "<!DOCTYPE x [<!ENTITY a \"aaaaaaaaaa\">]><x>&a;</x>";
+    refused(manage.address, doctype.as_bytes(), "bad-xml", None);
+    refused(manage.address, b"<hello host=\"&lol;\"/>", "bad-xml", None);
+    assert_unharmed(&manage, &mut victim, SMALL_ATTACK_RSS_KIB, "other limits");
+}
+
+#[test]
 fn invalid_utf8_is_bad_xml() {
     let manage = Manage::start(&[]);
     let mut victim = FakeCompute::join(manage.address);
@@ -461,6 +486,20 @@ fn another_computes_lease_is_not_yours() {
         victim.lease, victim.lo, victim.hi
     ));
     thief.raw.expect_error_and_close("unknown-lease");
+    // A result for a lease that never existed is refused and counts nothing. manage keeps
+    // this connection open (the compute drops such a result and carries on: compute's client
+    // relies on it), unlike protocol.md's "sends one <error> and closes".
+    let mut thief = FakeCompute::join_as(manage.address, &hello_with("pid", "5"));
+    let reply = thief.raw.ask(format!(
+        r#"<result lease="999999" lo="{}" hi="{}" elapsed-ms="1" checksum="0"/>"#,
+        thief.lo, thief.hi
+    ));
+    assert_eq!(
+        attr(&reply, "code").as_deref(),
+        Some("unknown-lease"),
+        "{reply}"
+    );
+    drop(thief);
     // Progress for a lease that never existed.
     let mut thief = FakeCompute::join_as(manage.address, &hello_with("pid", "4"));
     thief.raw.send_ok(r#"<progress lease="999999" done="1"/>"#);
@@ -611,15 +650,23 @@ fn ten_thousand_idle_connections() {
     let mut victim = FakeCompute::join(manage.address);
     let baseline = rss_kib(manage.process.pid());
 
+    // Idle report connections: each asks for one status, then says nothing and never reads.
+    // (They are not silent from the start, so the handshake timeout leaves them be however long
+    // opening them takes on a loaded machine; silent ones are below.)
     let started = Instant::now();
     let idle: Vec<TcpStream> = (0..count)
         .map(|i| {
-            TcpStream::connect_timeout(&manage.address, Duration::from_secs(5))
-                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+            let mut stream = TcpStream::connect_timeout(&manage.address, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+            stream
+                .write_all(b"<status-request/>")
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+            stream
         })
         .collect();
     let opened = started.elapsed();
-    // manage has accepted them all once a status request behind them is answered.
+    // A status request behind them is answered once manage has taken them all in.
     let status_doc = status(manage.address);
     assert!(status_doc.starts_with("<status "));
     let rss = rss_kib(manage.process.pid());
@@ -627,14 +674,11 @@ fn ten_thousand_idle_connections() {
         "{count} idle connections opened in {opened:?}; VmRSS {baseline} KiB before, {rss} KiB \
          with them"
     );
+    // Each keeps its reader's first 8 KiB buffer and its outbox after its one message: about
+    // 9 KiB a connection, so 10,000 take manage from ~5 to ~95 MiB (deterministic, not noise).
     assert!(
         rss < RSS_BOUND_KIB,
         "{rss} KiB with {count} idle connections"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(9),
-        "opening took {:?}: too long to check before the handshake timeout",
-        started.elapsed()
     );
     assert_unharmed(
         &manage,
@@ -643,25 +687,37 @@ fn ten_thousand_idle_connections() {
         "10,000 idle connections",
     );
 
-    // They never said anything: the handshake timeout closes every one of them.
-    let mut idle = idle;
+    // Silent connections on top (they say nothing at all): the handshake timeout closes each
+    // with out-of-order about 10 s after it opened (the sweep runs every second).
+    const SILENT: usize = 1_000;
+    let silent: Vec<(Instant, TcpStream)> = (0..SILENT)
+        .map(|i| {
+            let stream = TcpStream::connect_timeout(&manage.address, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("silent connection {i}: {e}"));
+            (Instant::now(), stream)
+        })
+        .collect();
     let mut cut = 0;
-    // The last one opened is due 10 s after it (plus the 1 s sweep): allow 13 s.
-    let cutoff = started + opened + Duration::from_secs(13);
-    for stream in &mut idle {
+    for (opened_at, mut stream) in silent {
+        let cutoff = opened_at + Duration::from_secs(13);
         let left = cutoff.saturating_duration_since(Instant::now());
         let _ = stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
         let mut all = Vec::new();
-        let _ = std::io::Read::read_to_end(stream, &mut all);
-        if String::from_utf8_lossy(&all).contains("code=\"out-of-order\"") {
+        let _ = std::io::Read::read_to_end(&mut stream, &mut all);
+        let early = opened_at.elapsed() < Duration::from_millis(9_500);
+        if String::from_utf8_lossy(&all).contains("code=\"out-of-order\"") && !early {
             cut += 1;
         }
     }
-    eprintln!(
-        "{cut} of {count} idle connections cut off after {:?}",
-        started.elapsed()
+    eprintln!("{cut} of {SILENT} silent connections cut off after about 10 s");
+    assert_eq!(
+        cut, SILENT,
+        "silent connections were not cut off after about 10 s"
     );
-    assert_eq!(cut, count, "some idle connections were never cut off");
+    assert!(
+        status(manage.address).starts_with("<status "),
+        "manage stopped serving"
+    );
     drop(idle);
     assert_unharmed(
         &manage,
