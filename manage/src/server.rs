@@ -876,6 +876,8 @@ impl Core {
     }
 
     /// Handles one decoded message from connection `key`, writing any reply to `outbox`.
+    // The connection's parts come one by one: its reader is borrowed by `message`.
+    #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
         key: usize,
@@ -1042,7 +1044,7 @@ impl Core {
         if mac.is_none() {
             let nonce = random_hex();
             Message::Challenge(Challenge {
-                nonce: Hex::new(&nonce).unwrap_or_else(|| unreachable_hex()),
+                nonce: Hex::new(&nonce).unwrap_or_else(unreachable_hex),
             })
             .encode(outbox);
             auth.nonce = Some(nonce);
@@ -1116,8 +1118,8 @@ impl Core {
         let welcome = Welcome {
             compute_id: id,
             target_ms: self.config.target.as_millis() as u64,
-            session: Hex::new(&session).unwrap_or_else(|| unreachable_hex()),
-            nonce: Hex::new(&nonce).unwrap_or_else(|| unreachable_hex()),
+            session: Hex::new(&session).unwrap_or_else(unreachable_hex),
+            nonce: Hex::new(&nonce).unwrap_or_else(unreachable_hex),
         };
         Message::Welcome(welcome).encode(outbox);
         auth.authorized = !self.config.require_token;
@@ -1428,7 +1430,7 @@ impl StatusDocument {
 }
 
 /// `random_hex` always yields 32 lowercase hex digits, which `Hex::new` accepts.
-fn unreachable_hex() -> Hex<'static> {
+fn unreachable_hex<'a>() -> Hex<'a> {
     Hex::new("00").expect("a constant valid hex token")
 }
 
