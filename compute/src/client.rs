@@ -507,6 +507,7 @@ impl Control {
         Message::Control(protocol::Control {
             compute_id,
             session: hex,
+            accept_jobs: false,
         })
         .encode(&mut out);
         (&stream)

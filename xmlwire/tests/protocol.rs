@@ -127,8 +127,17 @@ fn golden() -> Vec<(Message<'static>, &'static str)> {
             Message::Control(Control {
                 compute_id: 3,
                 session: hex("00ff10ab"),
+                accept_jobs: false,
             }),
             r#"<control compute-id="3" session="00ff10ab"/>"#,
+        ),
+        (
+            Message::Control(Control {
+                compute_id: 4,
+                session: hex("00ff10ab"),
+                accept_jobs: true,
+            }),
+            r#"<control compute-id="4" session="00ff10ab" accept-jobs="1"/>"#,
         ),
         (
             Message::Shutdown(Shutdown {
@@ -1212,10 +1221,13 @@ fn message() -> impl Strategy<Value = Message<'static>> {
         work_result().prop_map(Message::Result),
         number().prop_map(|lease| Message::Ack(Ack { lease })),
         Just(Message::Bye),
-        (number(), hex_token()).prop_map(|(compute_id, session)| Message::Control(Control {
-            compute_id,
-            session,
-        })),
+        (number(), hex_token(), any::<bool>()).prop_map(|(compute_id, session, accept_jobs)| {
+            Message::Control(Control {
+                compute_id,
+                session,
+                accept_jobs,
+            })
+        }),
         text().prop_map(|reason| Message::Shutdown(Shutdown { reason })),
         (number(), program()).prop_map(|(id, program)| Message::Job(Job { id, program })),
         job_result().prop_map(Message::JobResult),

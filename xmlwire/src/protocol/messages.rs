@@ -418,23 +418,29 @@ pub struct Control<'a> {
     pub compute_id: u64,
     /// The session from the compute's welcome.
     pub session: Hex<'a>,
+    /// The compute runs jobs (`accept-jobs="1"`; absent means it does not).
+    pub accept_jobs: bool,
 }
 
 impl<'a> Control<'a> {
     pub(super) fn decode(cur: &mut Cursor<'_, 'a>, tag: &Tag<'a>) -> Decoded<Self> {
-        let a = cur.attrs(tag, &["compute-id", "session"], true)?;
+        let a = cur.attrs(tag, &["compute-id", "session", "accept-jobs"], true)?;
         cur.no_content(tag, "control")?;
         Ok(Control {
             compute_id: a.u64("compute-id")?,
             session: a.hex("session")?,
+            accept_jobs: a.flag("accept-jobs")?,
         })
     }
 
     pub(super) fn encode(&self, w: &mut Writer<'_>) {
         w.open("control")
             .attr_u64("compute-id", self.compute_id)
-            .attr("session", self.session.as_str())
-            .end_empty();
+            .attr("session", self.session.as_str());
+        if self.accept_jobs {
+            w.attr("accept-jobs", "1");
+        }
+        w.end_empty();
     }
 }
 
