@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod faults;
 pub mod raw;
 
 /// The signals the programs must end cleanly on.

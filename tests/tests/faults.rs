@@ -1,0 +1,319 @@
+//! Faults end to end: computes and manage killed with SIGKILL in the middle of real runs, manage
+//! restarted on the same state folder and port (the computes reconnect by themselves), and the
+//! durable state (`sigma.db`) read afterwards. After every run: the perfect numbers are exactly
+//! those of the search, `tested` is its size, and the stored ranges tile it with no gap and no
+//! overlap. After every kill of manage: everything it had acknowledged is on disk.
+//!
+//! The random choices (which compute, when) print their seed; `SIGMA_FAULT_SEED` replays them.
+//! The tests run one at a time: the machine has two cores, and each test runs a cluster.
+
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sigma_tests::cluster::{
+    assert_live_leases_disjoint, compute_id, parse_events, perfect_between, results,
+};
+use sigma_tests::faults::{
+    acknowledged, assert_final_state, assert_nothing_acknowledged_lost, numbers_per_second,
+    restart, resumed_tested, round_size, sigkill, Rng, StoredState,
+};
+use sigma_tests::{eventually, Manage, Process};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One test at a time; the binaries are built (once) before a test's clock starts.
+fn serial() -> MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    sigma_tests::binary("manage");
+    guard
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+/// A compute runs its timing loop before it joins; on a loaded machine that takes a while.
+const JOIN: Duration = Duration::from_secs(30);
+
+fn one_thread(manage: &Manage) -> Process {
+    manage.start_compute(&["--threads", "1"])
+}
+
+/// `--start`, `--until` and `--target-seconds`, as manage takes them.
+fn bounds(start: u64, until: u64, target_seconds: &str) -> Vec<String> {
+    vec![
+        "--start".into(),
+        start.to_string(),
+        "--until".into(),
+        until.to_string(),
+        "--target-seconds".into(),
+        target_seconds.into(),
+    ]
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Waits for the search to be done and checks it through `report --xml`: exactly its size
+/// tested, the frontier past its end, exactly its perfect numbers (verification runs on a
+/// thread, so they may trail the count by a moment), and `computes` computes connected (the
+/// killed manage's computes came back). Then `report -k`: manage and every compute exit 0.
+/// Last, the database, read after manage stopped, tiles the search exactly.
+fn finish(manage: &mut Manage, computes: &mut [Process], start: u64, until: u64, within: Duration) {
+    let expected = perfect_between(start, until + 1);
+    let status = manage.wait_done(within);
+    assert_eq!(status.tested, until - start + 1, "tested: {status:?}");
+    assert_eq!(status.frontier, until + 1, "frontier: {status:?}");
+    let mut last = status;
+    let settled = eventually(Duration::from_secs(40), || {
+        last = manage.status();
+        last.perfect == expected && last.computes.len() == computes.len()
+    });
+    assert!(
+        settled,
+        "expected perfect numbers {expected:?} and {} computes connected: {last:?}",
+        computes.len()
+    );
+    assert_eq!(last.tested, until - start + 1, "tested: {last:?}");
+    let checked = assert_live_leases_disjoint(&manage.events());
+    eprintln!("{checked} leases assigned by the last manage, none overlapping a live one");
+
+    let (status, stdout, stderr) = manage.report(&["-k"]);
+    assert!(status.success(), "report -k failed: {stdout:?} {stderr:?}");
+    manage.process.expect_clean_exit(Duration::from_secs(10));
+    for compute in computes.iter_mut() {
+        compute.expect_clean_exit(Duration::from_secs(10));
+    }
+    assert_final_state(manage.state.path(), start, until, &expected);
+}
+
+/// Three one-thread computes search 1..=N (the first five perfect numbers; N sized for about
+/// 20 s) with ranges of 1 s; every 2 to 4 s one of them, preferably one holding a lease, is killed with SIGKILL
+/// and a new one started. manage hands the killed leases out again, and nothing is lost or
+/// counted twice.
+#[test]
+fn computes_killed_at_random_lose_nothing() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut rng = Rng::seeded("computes_killed_at_random_lose_nothing");
+    // Three one-thread computes on two cores: about twice one thread.
+    let until = round_size(numbers_per_second(1_000_000_000) * 2.0 * 20.0, 100_000_000);
+    let start = 1;
+    let mut manage = Manage::start(&strs(&bounds(start, until, "1")));
+    let mut computes: Vec<Process> = (0..3).map(|_| one_thread(&manage)).collect();
+    let (mut kills, mut mid_lease) = (0, 0);
+    let deadline = started + Duration::from_secs(45);
+    loop {
+        thread::sleep(rng.between(2 * SECOND, 4 * SECOND));
+        let status = manage.status();
+        if status.done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the search is not done after {kills} kills: {status:?}"
+        );
+        let busy: Vec<usize> = (0..computes.len())
+            .filter(|&i| {
+                let pid = u64::from(computes[i].pid());
+                status
+                    .computes
+                    .iter()
+                    .any(|c| c.pid == pid && c.lease.is_some())
+            })
+            .collect();
+        let victim = if busy.is_empty() {
+            rng.below(computes.len() as u64) as usize
+        } else {
+            mid_lease += 1;
+            busy[rng.below(busy.len() as u64) as usize]
+        };
+        eprintln!(
+            "SIGKILL compute pid {} ({} of {} computes hold a lease)",
+            computes[victim].pid(),
+            busy.len(),
+            computes.len()
+        );
+        sigkill(&mut computes[victim]);
+        computes[victim] = one_thread(&manage);
+        kills += 1;
+    }
+    let left = manage
+        .process
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("] compute ") && l.contains(" left ("))
+        .count();
+    assert!(
+        left >= kills,
+        "manage noticed {left} of {kills} killed computes"
+    );
+    eprintln!("{kills} computes killed, {mid_lease} of them in the middle of a lease");
+    assert!(
+        kills >= 2 && mid_lease >= 1,
+        "the search ended too soon to mean much: {kills} kills, {mid_lease} in a lease"
+    );
+    finish(&mut manage, &mut computes, start, until, 20 * SECOND);
+    eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// manage is killed in the middle of a lease of its only compute and restarted on the same
+/// state and port after that compute finished the lease: the compute reconnects by itself and
+/// delivers the result, which manage takes as a late result of the lease outstanding at its
+/// last stop, and counts in full. A second compute joins, and the search from 8,500,000,000
+/// past the 6th perfect number (8,589,869,056; sized for about 12 s) finishes exactly.
+#[test]
+fn manage_killed_mid_lease_takes_the_late_result_after_restart() {
+    let _serial = serial();
+    let started = Instant::now();
+    let start = 8_500_000_000;
+    let until = start + round_size(numbers_per_second(start) * 12.0, 100_000_000) - 1;
+    let args = bounds(start, until, "3");
+    let mut manage = Manage::start(&strs(&args));
+    let mut computes = vec![one_thread(&manage)];
+    let id = compute_id(&computes[0], JOIN);
+    let finished_line = |lease: u64| format!("lease {lease}: [");
+    // A lease predicted to take 2 s or more (not the first, a short probe) that the compute is
+    // still scanning.
+    let mut chosen = None;
+    for nth in 2..12 {
+        let lease = manage.wait_for_assign(id, nth, Duration::from_secs(40));
+        if lease.predicted_ms < 2000 {
+            continue;
+        }
+        thread::sleep(Duration::from_millis(300));
+        let acked = acknowledged(&manage);
+        if computes[0]
+            .wait_for_stderr(&finished_line(lease.lease), Duration::ZERO)
+            .is_some()
+        {
+            eprintln!("lease {lease:?} finished too soon; taking the next one");
+            continue;
+        }
+        sigkill(&mut manage.process);
+        chosen = Some((lease, acked));
+        break;
+    }
+    let (lease, acked) = chosen.expect("the compute held a lease of 2 s or more");
+    eprintln!("killed manage in lease {lease:?}");
+    let old_results = results(&parse_events(&manage.process.stderr_lines()));
+    assert!(
+        old_results.iter().all(|r| r.lease != lease.lease),
+        "manage took the result of lease {} before it was killed: the late delivery was not forced",
+        lease.lease
+    );
+    let stored = assert_nothing_acknowledged_lost(manage.state.path(), &acked);
+    let outstanding = StoredState::open(manage.state.path()).leases();
+    assert!(
+        outstanding.contains(&(lease.lease, lease.lo)),
+        "lease {lease:?} is stored as outstanding: {outstanding:?}"
+    );
+
+    // The compute finishes its scan while manage is down; then manage comes back.
+    computes[0]
+        .wait_for_stderr(&finished_line(lease.lease), Duration::from_secs(30))
+        .expect("the compute finishes its lease with manage down");
+    let old = restart(&mut manage, &strs(&args));
+    assert_live_leases_disjoint(&parse_events(&old.stderr_lines()));
+    assert_eq!(
+        resumed_tested(&manage.process),
+        stored,
+        "the count manage resumed with"
+    );
+    manage
+        .process
+        .wait_for_stderr(
+            &format!(
+                "lease {} [{}, {}) of compute {id} was outstanding at the last stop",
+                lease.lease, lease.lo, lease.hi
+            ),
+            SECOND,
+        )
+        .expect("the restarted manage names the outstanding lease");
+
+    let late = manage
+        .process
+        .wait_for_stderr(
+            &format!("] result of lease {} from compute ", lease.lease),
+            Duration::from_secs(30),
+        )
+        .expect("the compute delivers its result after manage restarts");
+    assert!(late.contains(", late"), "a late result: {late}");
+    assert!(
+        !late.contains(" new, "),
+        "the late result counts in full (nobody else did that range): {late}"
+    );
+    let rejoined = computes[0]
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains(" as compute "))
+        .count();
+    assert_eq!(
+        rejoined, 2,
+        "the compute joined, then rejoined the restarted manage"
+    );
+
+    computes.push(one_thread(&manage));
+    finish(&mut manage, &mut computes, start, until, 45 * SECOND);
+    eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// manage is killed with SIGKILL twice at random moments of a run of two computes over 1..=N
+/// (sized for about 15 s without faults), and restarted each time on the same state and port
+/// (first with the same bounds, then with none: the state keeps its own) after a random outage
+/// of up to 1.5 s.
+/// Nothing acknowledged is lost at either kill, and the search finishes exactly.
+#[test]
+fn manage_killed_twice_at_random_moments_loses_nothing() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut rng = Rng::seeded("manage_killed_twice_at_random_moments_loses_nothing");
+    let until = round_size(numbers_per_second(1_000_000_000) * 2.0 * 15.0, 100_000_000);
+    let start = 1;
+    let args = bounds(start, until, "1");
+    let mut manage = Manage::start(&strs(&args));
+    let mut computes: Vec<Process> = (0..2).map(|_| one_thread(&manage)).collect();
+    for compute in &computes {
+        let id = compute_id(compute, JOIN);
+        manage.wait_for_assign(id, 2, Duration::from_secs(30));
+    }
+    let mut late = 0;
+    for round in 0..2 {
+        thread::sleep(rng.between(SECOND, 4 * SECOND));
+        let acked = acknowledged(&manage);
+        assert!(
+            !acked.status.done,
+            "the search ended before kill {round}: too small to mean much"
+        );
+        sigkill(&mut manage.process);
+        eprintln!(
+            "kill {round}: {} numbers reported tested before it",
+            acked.status.tested
+        );
+        let stored = assert_nothing_acknowledged_lost(manage.state.path(), &acked);
+        thread::sleep(rng.between(Duration::ZERO, Duration::from_millis(1500)));
+        let old = if round == 0 {
+            restart(&mut manage, &strs(&args))
+        } else {
+            restart(&mut manage, &["--target-seconds", "1"])
+        };
+        assert_live_leases_disjoint(&parse_events(&old.stderr_lines()));
+        late += results(&parse_events(&old.stderr_lines()))
+            .iter()
+            .filter(|r| r.late_or_partly_new)
+            .count();
+        assert_eq!(
+            resumed_tested(&manage.process),
+            stored,
+            "the count manage resumed with after kill {round}"
+        );
+    }
+    finish(&mut manage, &mut computes, start, until, 50 * SECOND);
+    late += results(&manage.events())
+        .iter()
+        .filter(|r| r.late_or_partly_new)
+        .count();
+    eprintln!(
+        "{late} results late or partly new; took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
