@@ -11,6 +11,7 @@
 //! * [`registry`]: the connected computes.
 //! * [`checks`]: double-checking a share of the results on another compute.
 //! * [`flags`]: offences per host and pid, and refusal after too many.
+//! * [`jobs`]: routing submitted programs to the computes that run jobs.
 //! * [`scheduler`]: all of the above together; the one type the reactor calls.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@
 
 pub mod checks;
 pub mod flags;
+pub mod jobs;
 pub mod leases;
 pub mod pool;
 pub mod ranges;
