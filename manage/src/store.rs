@@ -20,7 +20,7 @@ use crate::{ComputeId, LeaseId, Millis};
 /// The file name of the database inside the state folder.
 pub const DATABASE_FILE: &str = "sigma.db";
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (
@@ -73,6 +73,20 @@ CREATE TABLE computes (
     ops_per_sec INTEGER NOT NULL,
     joined_ms   INTEGER NOT NULL,
     left_ms     INTEGER
+);
+";
+
+/// Version 2's addition: the job event log. Also run, with `IF NOT EXISTS`, to bring a
+/// version-1 state up to version 2.
+const JOBS_TABLE: &str = "
+-- One row per job event (received, routed, sent, finished, failed-over, failed, rejected).
+CREATE TABLE IF NOT EXISTS jobs (
+    event_id   INTEGER PRIMARY KEY,
+    job_id     INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    event      TEXT NOT NULL,
+    compute_id INTEGER,
+    detail     TEXT NOT NULL
 );
 ";
 
@@ -246,6 +260,7 @@ impl Store {
             .map_err(sql_error("cannot create the state", &self.path))?;
         transaction
             .execute_batch(SCHEMA)
+            .and_then(|()| transaction.execute_batch(JOBS_TABLE))
             .and_then(|()| {
                 let mut insert =
                     transaction.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
@@ -282,8 +297,36 @@ impl Store {
             })
     }
 
-    fn read(&self) -> StoreResult<Recovered> {
-        let version = self.meta("schema_version")?;
+    /// Brings a version-1 state to version 2 (adds the jobs table), in one transaction.
+    fn migrate_from_1(&mut self) -> StoreResult<()> {
+        let transaction = self
+            .connection
+            .transaction()
+            .map_err(sql_error("cannot upgrade the state", &self.path))?;
+        transaction
+            .execute_batch(JOBS_TABLE)
+            .and_then(|()| {
+                transaction
+                    .execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'", [])
+                    .map(|_| ())
+            })
+            .map_err(sql_error("cannot upgrade the state", &self.path))?;
+        transaction
+            .commit()
+            .map_err(sql_error("cannot upgrade the state", &self.path))?;
+        log::info!(
+            "{}: schema version 1 upgraded to 2 (the jobs table)",
+            self.path.display()
+        );
+        Ok(())
+    }
+
+    fn read(&mut self) -> StoreResult<Recovered> {
+        let mut version = self.meta("schema_version")?;
+        if version == 1 {
+            self.migrate_from_1()?;
+            version = self.meta("schema_version")?;
+        }
         if version != SCHEMA_VERSION {
             return Err(format!(
                 "{} has schema version {version}; this manage reads version {SCHEMA_VERSION}",
@@ -423,6 +466,31 @@ impl Store {
             "UPDATE meta SET value = max(value, ?1) WHERE key = 'next_compute'",
             params![to_sql(row.id.0 + 1)],
         )
+    }
+
+    /// One job event, for the `jobs` table.
+    pub fn job_event(
+        &mut self,
+        job: u64,
+        at_ms: Millis,
+        event: &str,
+        compute: Option<u64>,
+        detail: &str,
+    ) -> StoreResult<()> {
+        self.change(
+            "INSERT INTO jobs (job_id, at_ms, event, compute_id, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![to_sql(job), to_sql(at_ms), event, compute.map(to_sql), detail],
+        )
+    }
+
+    /// The first job id not in the event log (job ids are never reused, across restarts too).
+    pub fn next_job_id(&self) -> StoreResult<u64> {
+        self.connection
+            .query_row("SELECT coalesce(max(job_id), 0) + 1 FROM jobs", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(from_sql)
+            .map_err(sql_error("cannot read the jobs table", &self.path))
     }
 
     /// A compute left.
@@ -698,6 +766,32 @@ mod tests {
         drop(connection);
         let error = Store::open(dir.path(), None, None, 0).err().unwrap();
         assert!(error.contains("schema version 99"), "{error}");
+    }
+
+    #[test]
+    fn a_version_1_state_gets_the_jobs_table() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), None, Some(10), 0).unwrap());
+        // Make it what version 1 wrote: no jobs table, version 1.
+        let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        connection
+            .execute_batch(
+                "DROP TABLE jobs; UPDATE meta SET value = 1 WHERE key = 'schema_version';",
+            )
+            .unwrap();
+        drop(connection);
+        let (mut store, recovered) = Store::open(dir.path(), None, None, 0).unwrap();
+        assert_eq!(recovered.until, 10);
+        assert_eq!(store.meta("schema_version").unwrap(), 2);
+        assert_eq!(store.next_job_id().unwrap(), 1);
+        store
+            .job_event(4, 100, "received", None, "hello.c")
+            .unwrap();
+        store.job_event(4, 101, "sent", Some(2), "").unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let (store, _) = Store::open(dir.path(), None, None, 0).unwrap();
+        assert_eq!(store.next_job_id().unwrap(), 5);
     }
 
     #[test]
