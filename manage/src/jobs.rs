@@ -143,6 +143,11 @@ impl Jobs {
         self.jobs.is_empty()
     }
 
+    /// Whether job `id` is known (running or queued).
+    pub fn contains(&self, id: u64) -> bool {
+        self.jobs.contains_key(&id)
+    }
+
     /// Jobs running on `compute`.
     pub fn running_on(&self, compute: u64) -> usize {
         self.computes.get(&compute).copied().unwrap_or(0)

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use manage::checks::CheckOutcome;
+use manage::jobs::{Action, Jobs, JobsConfig, Policy, Submitted};
 use manage::registry::{ComputeInfo, Identity};
 use manage::scheduler::{
     PerfectFinding, RequestOutcome, SchedError, Scheduler, SchedulerConfig, Snapshot,
@@ -26,8 +27,8 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use xmlwire::protocol::{
     self, Ack, Algorithm as WireAlgorithm, Challenge, ComputeStatus, ErrorCode, ErrorMessage,
-    FlaggedCompute, FoundPerfect, Hello, Hex, LeaseStatus, Message, Status, Stopping, Wait,
-    Welcome, WorkResult,
+    FlaggedCompute, FoundPerfect, Hello, Hex, Job, JobResult, JobStatus, LeaseStatus, Message,
+    Output, Run, Schedule, Status, Stopping, Wait, Welcome, WorkResult,
 };
 use xmlwire::{auth, Limits, XmlStr};
 
@@ -71,6 +72,22 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// The largest protocol message manage reads (status requests and results are tiny; a run
 /// carries a source file).
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// How long a job may take past its own time limit before manage gives up on it: the compute's
+/// compile stage (60 s wall at most), the sandbox's own margins (~8 s), and the network.
+const JOB_MARGIN_MS: u64 = 90_000;
+/// The largest limits a `<run>` may ask for; over them it is rejected.
+const MAX_JOB_TIME_MS: u64 = 600_000;
+const MAX_JOB_MEMORY_MB: u64 = 16_384;
+
+/// A message for another connection than the one being handled: a job to a compute's control
+/// connection, or a job's result to the report waiting for it.
+struct Outgoing {
+    key: usize,
+    bytes: Vec<u8>,
+    /// Close that connection once this is flushed (a report after its result).
+    close: bool,
+}
 
 /// The cost model the scheduler sizes ranges with: the kernel's own.
 struct KernelCost;
@@ -156,6 +173,13 @@ struct Core {
     token: String,
     /// The first store error: manage stops without sending the replies that depended on it.
     store_failure: Option<String>,
+    /// Job routing; job owners are report connection keys.
+    jobs: Jobs,
+    /// Each live job's encoded `<job>`, kept for failover.
+    job_messages: HashMap<u64, Vec<u8>>,
+    next_job: u64,
+    /// Messages for other connections, queued by the handlers; the server delivers them.
+    outgoing: Vec<Outgoing>,
 }
 
 pub fn run(config: Config) -> Result<(), String> {
@@ -253,6 +277,7 @@ pub fn run(config: Config) -> Result<(), String> {
         recovered.until,
         config.target.as_secs_f64()
     );
+    let next_job = store.next_job_id()?;
     let mut local = LocalComputes::start(config.local_computes, address, &token_path)?;
     let grace = config.shutdown_grace;
 
@@ -275,6 +300,10 @@ pub fn run(config: Config) -> Result<(), String> {
             store,
             token,
             store_failure: None,
+            jobs: Jobs::new(JobsConfig::default(), random_seed()),
+            job_messages: HashMap::new(),
+            next_job,
+            outgoing: Vec::new(),
         },
     };
     let outcome = server.run();
@@ -340,6 +369,9 @@ impl Server {
         let now = Instant::now();
         let mut next = self.next_sweep;
         if let Some(deadline) = self.core.scheduler.next_deadline() {
+            next = next.min(self.core.clock.instant(deadline));
+        }
+        if let Some(deadline) = self.core.jobs.next_deadline() {
             next = next.min(self.core.clock.instant(deadline));
         }
         if let Some(deadline) = self.core.shutdown {
@@ -562,6 +594,7 @@ impl Server {
                 }
             };
             self.mark_dirty(key);
+            self.deliver();
             match after {
                 After::Continue => {}
                 After::Close => {
@@ -586,20 +619,47 @@ impl Server {
         if let Some(failure) = self.core.store_failure.take() {
             return Err(failure);
         }
-        self.core.store.commit()?;
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &key in &dirty {
-            if let Some(connection) = self.connections.get_mut(key) {
-                connection.dirty = false;
+        // Closing a connection can queue messages for others (a job given back goes to another
+        // compute, or its report is told): loop until nothing is left to flush.
+        loop {
+            self.core.store.commit()?;
+            let dirty = std::mem::take(&mut self.dirty);
+            if dirty.is_empty() {
+                return Ok(());
             }
-            self.flush(key);
-            if self.connections.get(key).is_some_and(|c| c.closing) {
-                self.close(key, "closing after the reply");
+            for &key in &dirty {
+                if let Some(connection) = self.connections.get_mut(key) {
+                    connection.dirty = false;
+                }
+                self.flush(key);
+                if self.connections.get(key).is_some_and(|c| c.closing) {
+                    self.close(key, "closing after the reply");
+                }
+            }
+            if let Some(failure) = self.core.store_failure.take() {
+                return Err(failure);
             }
         }
-        dirty.clear();
-        self.dirty = dirty;
-        Ok(())
+    }
+
+    /// Moves the messages the handlers queued for other connections into their outboxes. A
+    /// connection that is gone loses its message (a report that left: its result is dropped).
+    fn deliver(&mut self) {
+        for out in std::mem::take(&mut self.core.outgoing) {
+            match self.connections.get_mut(out.key) {
+                Some(connection) if !connection.closed && !connection.closing => {
+                    connection.outbox.extend_from_slice(&out.bytes);
+                    if out.close {
+                        connection.closing = true;
+                    }
+                    self.mark_dirty(out.key);
+                }
+                _ => log::info!(
+                    "connection {} is gone: a message for it is dropped",
+                    out.key
+                ),
+            }
+        }
     }
 
     /// Notes that a connection has replies queued.
@@ -642,15 +702,25 @@ impl Server {
         match connection.role {
             Role::Compute(id) => self.core.compute_left(id, key, why),
             Role::Control(id) => {
+                let mut was_current = false;
                 if let Some(links) = self.core.links.get_mut(&id) {
                     if links.control == Some(key) {
                         links.control = None;
+                        was_current = true;
                     }
                 }
                 log::debug!("control connection of compute {id} closed: {why}");
+                if was_current {
+                    self.core.jobs_compute_gone(id);
+                }
             }
-            Role::Report | Role::Unknown => log::debug!("connection from {peer} closed: {why}"),
+            Role::Report => {
+                log::debug!("connection from {peer} closed: {why}");
+                self.core.report_gone(key);
+            }
+            Role::Unknown => log::debug!("connection from {peer} closed: {why}"),
         }
+        self.deliver();
     }
 
     fn remove_closed(&mut self) {
@@ -667,6 +737,9 @@ impl Server {
     fn on_timers(&mut self) {
         let now = Instant::now();
         let now_ms = self.core.clock.ms(now);
+        let expired = self.core.jobs.expire(now_ms);
+        self.core.apply(expired, now_ms);
+        self.deliver();
         for expired in self.core.scheduler.expire(now_ms) {
             let written = self.core.store.lease_ended(expired.lease);
             self.core.persist(written);
@@ -846,6 +919,40 @@ fn random_hex() -> String {
     text
 }
 
+/// A `<job-result>` for a job no program ran to the end of.
+fn failed_result(id: u64, status: JobStatus, why: &str) -> JobResult<'_> {
+    JobResult {
+        id,
+        status,
+        exit_code: None,
+        signal: None,
+        cpu_ms: 0,
+        wall_ms: 0,
+        peak_kb: 0,
+        compute_id: None,
+        host: None,
+        message: Some(XmlStr::Plain(why)),
+        stdout: Output::default(),
+        stderr: Output::default(),
+        compiler_output: Output::default(),
+    }
+}
+
+/// A seed for the random job schedule, from the kernel (the clock if that fails).
+fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_err()
+    {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return nanos as u64;
+    }
+    u64::from_le_bytes(bytes)
+}
+
 fn error_reply<'a>(code: ErrorCode, text: &'a str) -> Message<'a> {
     Message::Error(ErrorMessage {
         code,
@@ -947,6 +1054,11 @@ impl Core {
                 }
                 *role = Role::Control(id);
                 log::debug!("control connection of compute {id} from {peer}");
+                if control.accept_jobs && self.shutdown.is_none() {
+                    log::info!("compute {id} accepts jobs");
+                    let actions = self.jobs.add_compute(id, now_ms);
+                    self.apply(actions, now_ms);
+                }
                 if let Some(_deadline) = self.shutdown {
                     shutdown_message("manage is shutting down").encode(outbox);
                 }
@@ -995,8 +1107,11 @@ impl Core {
                 if let Some(refusal) = self.privileged(auth, run.mac, outbox, peer, "run") {
                     return refusal;
                 }
-                error_reply(ErrorCode::Busy, "this manage runs no jobs yet").encode(outbox);
-                After::Close
+                self.run(key, peer, outbox, run, now_ms)
+            }
+            (Role::Control(id), Message::JobResult(result)) => {
+                self.job_result(id, result, now_ms);
+                After::Continue
             }
             (_, Message::Error(error)) => {
                 // An error is never answered with another error: just close.
@@ -1321,6 +1436,7 @@ impl Core {
             return;
         }
         self.links.remove(&id);
+        self.jobs_compute_gone(id);
         let now_ms = self.clock.ms(Instant::now());
         let written = self.store.compute_left(ComputeId(id), now_ms);
         self.persist(written);
@@ -1345,6 +1461,226 @@ impl Core {
             }
             Err(error) => log::warn!("compute {id} left ({why}): {error}"),
         }
+    }
+
+    /// Records one job event in the log and the `jobs` table.
+    fn job_event(
+        &mut self,
+        job: u64,
+        now_ms: Millis,
+        event: &str,
+        compute: Option<u64>,
+        detail: &str,
+    ) {
+        match compute {
+            Some(c) => log::info!("job {job}: {event} (compute {c}) {detail}"),
+            None => log::info!("job {job}: {event} {detail}"),
+        }
+        let written = self.store.job_event(job, now_ms, event, compute, detail);
+        self.persist(written);
+    }
+
+    /// A `<run>` that passed the token gate.
+    fn run(
+        &mut self,
+        key: usize,
+        peer: SocketAddr,
+        outbox: &mut Vec<u8>,
+        run: Run<'_>,
+        now_ms: Millis,
+    ) -> After {
+        if self.shutdown.is_some() {
+            error_reply(ErrorCode::ShuttingDown, "manage is shutting down").encode(outbox);
+            return After::Close;
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        let program = run.program;
+        let mut name = String::new();
+        program.name.unescape_into(&mut name);
+        let detail = format!(
+            "{name:?} ({}, {} ms, {} MiB, {}) from {peer}",
+            program.language.as_str(),
+            program.time_limit_ms,
+            program.memory_limit_mb,
+            run.schedule.as_str()
+        );
+        self.job_event(id, now_ms, "received", None, &detail);
+        if program.time_limit_ms == 0
+            || program.time_limit_ms > MAX_JOB_TIME_MS
+            || program.memory_limit_mb == 0
+            || program.memory_limit_mb > MAX_JOB_MEMORY_MB
+        {
+            let why = format!(
+                "limits out of range: time 1 to {MAX_JOB_TIME_MS} ms, memory 1 to {MAX_JOB_MEMORY_MB} MiB"
+            );
+            self.job_event(id, now_ms, "rejected", None, &why);
+            Message::JobResult(failed_result(id, JobStatus::Rejected, &why)).encode(outbox);
+            return After::Close;
+        }
+        let mut message = Vec::new();
+        Message::Job(Job { id, program }).encode(&mut message);
+        let policy = match run.schedule {
+            Schedule::Random => Policy::Random,
+            Schedule::RoundRobin => Policy::RoundRobin,
+            Schedule::LeastLoaded => Policy::LeastLoaded,
+        };
+        let budget = program.time_limit_ms.saturating_add(JOB_MARGIN_MS);
+        match self.jobs.submit(id, key as u64, policy, budget, now_ms) {
+            Submitted::Send(compute) => {
+                self.job_messages.insert(id, message);
+                self.apply(
+                    vec![Action::Send {
+                        job: id,
+                        compute,
+                        failover: false,
+                    }],
+                    now_ms,
+                );
+                After::Continue
+            }
+            Submitted::Queued => {
+                self.job_messages.insert(id, message);
+                let queued = self.jobs.queued();
+                self.job_event(id, now_ms, "queued", None, &format!("({queued} waiting)"));
+                After::Continue
+            }
+            Submitted::Busy(why) => {
+                self.job_event(id, now_ms, "rejected", None, why);
+                error_reply(ErrorCode::Busy, why).encode(outbox);
+                After::Close
+            }
+        }
+    }
+
+    /// Carries out what the job router decided: sends, and failures told to their reports.
+    fn apply(&mut self, actions: Vec<Action>, now_ms: Millis) {
+        let mut work = actions;
+        while let Some(action) = work.pop() {
+            match action {
+                Action::Send {
+                    job,
+                    compute,
+                    failover,
+                } => {
+                    let control = self.links.get(&compute).and_then(|l| l.control);
+                    match (control, self.job_messages.get(&job)) {
+                        (Some(key), Some(bytes)) => {
+                            self.outgoing.push(Outgoing {
+                                key,
+                                bytes: bytes.clone(),
+                                close: false,
+                            });
+                            let event = if failover { "failed-over" } else { "sent" };
+                            self.job_event(job, now_ms, event, Some(compute), "");
+                        }
+                        _ => {
+                            self.job_event(
+                                job,
+                                now_ms,
+                                "send-failed",
+                                Some(compute),
+                                "no control connection",
+                            );
+                            work.extend(self.jobs.send_failed(compute, now_ms));
+                        }
+                    }
+                }
+                Action::Fail { job, owner, why } => {
+                    self.job_messages.remove(&job);
+                    self.job_event(job, now_ms, "failed", None, &why);
+                    match owner {
+                        Some(owner) => {
+                            let mut bytes = Vec::new();
+                            Message::JobResult(failed_result(job, JobStatus::InternalError, &why))
+                                .encode(&mut bytes);
+                            self.outgoing.push(Outgoing {
+                                key: owner as usize,
+                                bytes,
+                                close: true,
+                            });
+                        }
+                        None => log::info!("job {job}: its report is gone; nothing to tell"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A compute that ran jobs went away (its control or work connection closed).
+    fn jobs_compute_gone(&mut self, id: u64) {
+        let now_ms = self.clock.ms(Instant::now());
+        let actions = self.jobs.remove_compute(id, now_ms);
+        self.apply(actions, now_ms);
+    }
+
+    /// A report connection closed: its jobs' results will be dropped.
+    fn report_gone(&mut self, key: usize) {
+        let orphaned = self.jobs.owner_gone(key as u64);
+        let now_ms = self.clock.ms(Instant::now());
+        for job in orphaned {
+            if self.jobs.contains(job) {
+                self.job_event(
+                    job,
+                    now_ms,
+                    "orphaned",
+                    None,
+                    "its report left; the result will be dropped",
+                );
+            } else {
+                self.job_messages.remove(&job);
+                self.job_event(
+                    job,
+                    now_ms,
+                    "dropped",
+                    None,
+                    "its report left while it was queued",
+                );
+            }
+        }
+    }
+
+    /// A `<job-result>` on compute `id`'s control connection.
+    fn job_result(&mut self, id: u64, result: JobResult<'_>, now_ms: Millis) {
+        let Some(done) = self.jobs.finished(id, result.id) else {
+            log::warn!(
+                "compute {id} sent the result of job {}, which it does not run (late or unknown): ignored",
+                result.id
+            );
+            return;
+        };
+        self.job_messages.remove(&result.id);
+        let detail = match (result.exit_code, result.signal) {
+            (Some(code), _) => format!("{} exit {code}", result.status.as_str()),
+            (None, Some(signal)) => format!("{} signal {signal}", result.status.as_str()),
+            _ => result.status.as_str().to_string(),
+        };
+        self.job_event(result.id, now_ms, "finished", Some(id), &detail);
+        match done.owner {
+            Some(owner) => {
+                let host = self
+                    .scheduler
+                    .registry()
+                    .get(ComputeId(id))
+                    .map(|r| r.info.identity.host.clone())
+                    .unwrap_or_default();
+                let forwarded = JobResult {
+                    compute_id: Some(id),
+                    host: Some(XmlStr::Plain(&host)),
+                    ..result
+                };
+                let mut bytes = Vec::new();
+                Message::JobResult(forwarded).encode(&mut bytes);
+                self.outgoing.push(Outgoing {
+                    key: owner as usize,
+                    bytes,
+                    close: true,
+                });
+            }
+            None => log::info!("job {}: its report left; the result is dropped", result.id),
+        }
+        let actions = self.jobs.pump(now_ms);
+        self.apply(actions, now_ms);
     }
 
     fn status(&self, now_ms: Millis) -> StatusDocument {
