@@ -5,11 +5,16 @@
 //! by its own thread with a mio poll; on `<shutdown>` it sends this process SIGINT with kill(2),
 //! which takes exactly the path of a Ctrl-C: the signal handlers set the stop flag, the scan
 //! stops between blocks, and the finished prefix goes back to manage as a partial result.
+//!
+//! With `--accept-jobs` the control connection also carries jobs: each `<job>` runs on a thread
+//! of its own in the sandbox ([`crate::sandbox::run_job`]) while the search goes on, and its
+//! `<job-result>` goes back through a channel to the control thread, which a mio `Waker` wakes;
+//! only that thread touches the control socket.
 
 use std::io::{self, Write};
 use std::net::{Shutdown as SocketShutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -18,6 +23,7 @@ use nix::unistd::Pid;
 use xmlwire::protocol::{self, ErrorCode, Message, PerfectList, WorkResult};
 use xmlwire::{Limits, Reader, XmlStr};
 
+use crate::sandbox::{run_job, JobOutcome, JobRequest, SandboxConfig};
 use crate::{cost, scan, Algorithm};
 
 /// The port manage listens on by default (8128 is the 4th perfect number).
@@ -30,6 +36,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnection backoff: doubles from the first to the last.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Bytes kept of each of a job's stdout, stderr and compiler output: three of them in base64
+/// stay well under the 1 MiB message limit of manage's reader. Past it the sandbox stops the
+/// program (`output-limit`) and the stream is flagged truncated.
+const JOB_OUTPUT_CAP: usize = 192 << 10;
 
 /// What client mode is given on the command line.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +52,8 @@ pub struct Options {
     pub algorithm: Option<Algorithm>,
     /// A file holding manage's token, for a manage that requires it.
     pub token_file: Option<std::path::PathBuf>,
+    /// Run the jobs manage sends on the control connection.
+    pub accept_jobs: bool,
 }
 
 /// Connects to manage and scans the ranges it assigns until told to stop (a signal, or
@@ -69,6 +81,16 @@ pub fn run(options: Options) -> Result<(), String> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
+    let sandbox = if options.accept_jobs {
+        let config = SandboxConfig::for_current_exe()
+            .map_err(|e| format!("cannot find our own binary for the sandbox: {e}"))?;
+        Some(Arc::new(SandboxConfig {
+            output_cap: JOB_OUTPUT_CAP,
+            ..config
+        }))
+    } else {
+        None
+    };
     let ops_per_sec = cost::measure_ops_per_second(algorithm, threads);
     log::info!(
         "timing loop: {ops_per_sec} ops/s with {threads} threads ({})",
@@ -88,6 +110,7 @@ pub fn run(options: Options) -> Result<(), String> {
         stop,
         token,
         undelivered: None,
+        sandbox,
     };
     me.run()
 }
@@ -143,6 +166,8 @@ struct Worker {
     token: Option<String>,
     /// Kept across reconnections, so finished work is delivered once manage is back.
     undelivered: Option<Finished>,
+    /// Set with `--accept-jobs`: how jobs run.
+    sandbox: Option<Arc<SandboxConfig>>,
 }
 
 impl Worker {
@@ -234,7 +259,7 @@ impl Worker {
             link.send(&auth).map_err(|e| format!("sending auth: {e}"))?;
         }
         log::info!("joined manage at {} as compute {compute_id}", self.address);
-        let control = Control::open(self.address, compute_id, &session)?;
+        let control = Control::open(self.address, compute_id, &session, self.sandbox.clone())?;
         let end = self.work(&mut link);
         control.close();
         Ok(end)
@@ -498,7 +523,12 @@ struct Control {
 }
 
 impl Control {
-    fn open(address: SocketAddr, compute_id: u64, session: &str) -> Result<Control, String> {
+    fn open(
+        address: SocketAddr,
+        compute_id: u64,
+        session: &str,
+        sandbox: Option<Arc<SandboxConfig>>,
+    ) -> Result<Control, String> {
         let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
             .map_err(|e| format!("opening the control connection: {e}"))?;
         let hex = protocol::Hex::new(session)
@@ -507,7 +537,7 @@ impl Control {
         Message::Control(protocol::Control {
             compute_id,
             session: hex,
-            accept_jobs: false,
+            accept_jobs: sandbox.is_some(),
         })
         .encode(&mut out);
         (&stream)
@@ -521,7 +551,7 @@ impl Control {
             .map_err(|e| format!("control socket: {e}"))?;
         let watcher = thread::Builder::new()
             .name("control".into())
-            .spawn(move || watch_control(stream))
+            .spawn(move || watch_control(stream, sandbox))
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
         Ok(Control { socket, watcher })
     }
@@ -534,14 +564,17 @@ impl Control {
 }
 
 /// The control thread: a mio poll on the control socket. On `<shutdown>` it sends this process
-/// SIGINT, the same path as Ctrl-C. It returns when the connection ends.
-fn watch_control(stream: TcpStream) {
+/// SIGINT, the same path as Ctrl-C; a `<job>` (with a sandbox) starts a job thread, whose result
+/// comes back through `results` and the waker and is written here. It returns when the
+/// connection ends (results of jobs still running are then dropped).
+fn watch_control(stream: TcpStream, sandbox: Option<Arc<SandboxConfig>>) {
+    const CONTROL: mio::Token = mio::Token(0);
+    const WAKE: mio::Token = mio::Token(1);
     let mut socket = mio::net::TcpStream::from_std(stream);
     let Ok(mut poll) = mio::Poll::new() else {
         log::error!("cannot create the control poll");
         return;
     };
-    const CONTROL: mio::Token = mio::Token(0);
     if poll
         .registry()
         .register(&mut socket, CONTROL, mio::Interest::READABLE)
@@ -550,6 +583,15 @@ fn watch_control(stream: TcpStream) {
         log::error!("cannot watch the control connection");
         return;
     }
+    let waker = match mio::Waker::new(poll.registry(), WAKE) {
+        Ok(waker) => Arc::new(waker),
+        Err(e) => {
+            log::error!("cannot create the control waker: {e}");
+            return;
+        }
+    };
+    let (results, finished) = mpsc::channel::<Vec<u8>>();
+    let mut pending: Vec<u8> = Vec::new();
     let mut events = mio::Events::with_capacity(8);
     let mut reader = Reader::new(Limits::default());
     loop {
@@ -558,6 +600,37 @@ fn watch_control(stream: TcpStream) {
                 continue;
             }
             log::error!("control poll failed: {e}");
+            return;
+        }
+        // Job results to send: queue them, then write what the socket takes.
+        while let Ok(bytes) = finished.try_recv() {
+            pending.extend_from_slice(&bytes);
+        }
+        while !pending.is_empty() {
+            match socket.write(&pending) {
+                Ok(0) => return,
+                Ok(n) => {
+                    pending.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("cannot send a job result: {e}");
+                    return;
+                }
+            }
+        }
+        let interest = if pending.is_empty() {
+            mio::Interest::READABLE
+        } else {
+            mio::Interest::READABLE | mio::Interest::WRITABLE
+        };
+        if poll
+            .registry()
+            .reregister(&mut socket, CONTROL, interest)
+            .is_err()
+        {
+            log::error!("cannot watch the control connection");
             return;
         }
         // Drain to WouldBlock: mio reports readiness once per change.
@@ -583,6 +656,29 @@ fn watch_control(stream: TcpStream) {
                             log::error!("cannot signal ourselves: {e}");
                         }
                     }
+                    Ok(Message::Job(job)) => match &sandbox {
+                        Some(config) => {
+                            start_job(&job, Arc::clone(config), results.clone(), &waker)
+                        }
+                        None => {
+                            log::warn!("manage sent job {} but we do not accept jobs", job.id);
+                            let mut out = Vec::new();
+                            let outcome = JobOutcome {
+                                status: protocol::JobStatus::Rejected,
+                                exit_code: None,
+                                signal: None,
+                                stdout: Default::default(),
+                                stderr: Default::default(),
+                                compiler_output: Default::default(),
+                                usage: Default::default(),
+                                compile_usage: None,
+                                message: Some("this compute does not accept jobs".into()),
+                            };
+                            encode_job_result(job.id, &outcome, &mut out);
+                            pending.extend_from_slice(&out);
+                            let _ = waker.wake();
+                        }
+                    },
                     Ok(other) => {
                         log::warn!("unexpected <{}> on the control connection", other.name())
                     }
@@ -598,4 +694,96 @@ fn watch_control(stream: TcpStream) {
             }
         }
     }
+}
+
+/// Copies a `<job>` out of the reader's buffer and runs it on a thread of its own; the encoded
+/// `<job-result>` goes to `results`, and `waker` wakes the control thread to send it.
+fn start_job(
+    job: &protocol::Job<'_>,
+    config: Arc<SandboxConfig>,
+    results: mpsc::Sender<Vec<u8>>,
+    waker: &Arc<mio::Waker>,
+) {
+    let id = job.id;
+    let program = job.program;
+    let language = program.language;
+    let mut name = String::new();
+    program.name.unescape_into(&mut name);
+    let mut source = Vec::new();
+    program.source.bytes_into(&mut source);
+    let mut stdin = Vec::new();
+    if let Some(input) = program.stdin {
+        input.bytes_into(&mut stdin);
+    }
+    let limit = Duration::from_millis(program.time_limit_ms);
+    let memory_mb = program.memory_limit_mb;
+    let waker = Arc::clone(waker);
+    log::info!(
+        "job {id}: {name:?} ({}, {} ms, {memory_mb} MiB)",
+        language.as_str(),
+        program.time_limit_ms
+    );
+    let spawned = thread::Builder::new()
+        .name(format!("job-{id}"))
+        .spawn(move || {
+            let request = JobRequest {
+                language,
+                name: &name,
+                source: &source,
+                stdin: &stdin,
+                cpu_time: limit,
+                wall_time: limit,
+                memory_mb,
+            };
+            let outcome = run_job(&request, &config);
+            log::info!(
+                "job {id}: {} (exit {:?}, signal {:?}, {} ms CPU, {} ms wall, {} KiB)",
+                outcome.status.as_str(),
+                outcome.exit_code,
+                outcome.signal,
+                outcome.usage.cpu_ms,
+                outcome.usage.wall_ms,
+                outcome.usage.peak_kb
+            );
+            let mut out = Vec::new();
+            encode_job_result(id, &outcome, &mut out);
+            if results.send(out).is_err() {
+                log::warn!("job {id}: the control connection is gone; its result is dropped");
+                return;
+            }
+            let _ = waker.wake();
+        });
+    if let Err(e) = spawned {
+        log::error!("job {id}: cannot start its thread: {e}");
+    }
+}
+
+/// Encodes a job's outcome as its `<job-result>` (manage adds the compute and host).
+fn encode_job_result(id: u64, outcome: &JobOutcome, out: &mut Vec<u8>) {
+    let mut texts = [String::new(), String::new(), String::new()];
+    let streams = [&outcome.stdout, &outcome.stderr, &outcome.compiler_output];
+    for (text, stream) in texts.iter_mut().zip(streams) {
+        protocol::Base64::encode_into(&stream.bytes, text);
+    }
+    let output = |i: usize| protocol::Output {
+        data: protocol::Base64::new(&texts[i]).unwrap_or(protocol::Base64::EMPTY),
+        truncated: streams[i].truncated,
+    };
+    let message = outcome.message.as_deref().map(XmlStr::Plain);
+    Message::JobResult(protocol::JobResult {
+        id,
+        status: outcome.status,
+        exit_code: outcome.exit_code.and_then(|c| u64::try_from(c).ok()),
+        signal: outcome.signal.and_then(|s| u64::try_from(s).ok()),
+        cpu_ms: outcome.usage.cpu_ms,
+        wall_ms: outcome.usage.wall_ms,
+        peak_kb: outcome.usage.peak_kb,
+        compute_id: None,
+        host: None,
+        message,
+        stdout: output(0),
+        stderr: output(1),
+        compiler_output: output(2),
+    })
+    .encode(out);
 }

@@ -27,6 +27,9 @@ struct Cli {
     /// File holding manage's token, to prove it when manage asks (client mode).
     #[arg(long, value_name = "FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// Also run programs manage sends (`report run`), each in the sandbox beside the search.
+    #[arg(long)]
+    accept_jobs: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
                 threads: cli.threads,
                 algorithm: cli.algorithm,
                 token_file: cli.token_file,
+                accept_jobs: cli.accept_jobs,
             })
             .map_err(Failure::Run)
         }
