@@ -1,5 +1,6 @@
 //! report: sigma's client. Shows the perfect numbers found, how many numbers are tested, and the
-//! computes at work; `-k` asks manage to shut the whole cluster down.
+//! computes at work; `-k` asks manage to shut the whole cluster down; `run FILE` runs a program
+//! on a compute that accepts jobs and passes on its output and exit code.
 #![forbid(unsafe_code)]
 
 use std::io::{self, Write};
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use xmlwire::protocol::{self, Message, Status};
 use xmlwire::{Limits, Reader, XmlStr};
 
@@ -22,6 +23,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// manage's address.
     #[arg(default_value = "127.0.0.1:8128", value_name = "HOST[:PORT]")]
     server: String,
@@ -34,11 +37,49 @@ struct Cli {
     /// Redraw the view every SECONDS (default 2) until Ctrl-C.
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
     watch: Option<f64>,
-    /// manage's token, for -k [default: $SIGMA_TOKEN_FILE, else ./sigma-state/token, where a
-    /// manage started in this folder keeps it].
-    #[arg(long, value_name = "FILE")]
+    /// manage's token, for -k and run [default: $SIGMA_TOKEN_FILE, else ./sigma-state/token,
+    /// where a manage started in this folder keeps it].
+    #[arg(long, value_name = "FILE", global = true)]
     token_file: Option<PathBuf>,
 }
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a program on a compute that accepts jobs: its output comes out here, and its exit
+    /// code is report's (124: time limit, 137: memory limit, 141: output limit, 1: compile
+    /// error or a failure to run it).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The source file: .c (C), .cpp or .cc (C++), .rs (Rust), .py (Python).
+    file: PathBuf,
+    /// Which compute runs it.
+    #[arg(long, value_enum, default_value = "least-loaded")]
+    schedule: ScheduleArg,
+    /// A file to give the program as its standard input (default: none).
+    #[arg(long, value_name = "FILE")]
+    stdin: Option<PathBuf>,
+    /// CPU and wall-clock time limit, in seconds.
+    #[arg(long, value_name = "S", default_value = "5")]
+    time_limit: f64,
+    /// Memory limit, in MiB.
+    #[arg(long, value_name = "MB", default_value = "256")]
+    memory_limit: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ScheduleArg {
+    Random,
+    RoundRobin,
+    LeastLoaded,
+}
+
+/// Exit codes of `report run` for a run that did not end by itself.
+const EXIT_TIME_LIMIT: u8 = 124;
+const EXIT_MEMORY_LIMIT: u8 = 137;
+const EXIT_OUTPUT_LIMIT: u8 = 141;
 
 /// Exit code for usage errors, as clap uses.
 const USAGE: u8 = 2;
@@ -94,6 +135,13 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     }
+    if let Some(Command::Run(args)) = &cli.command {
+        if cli.kill || cli.xml || cli.watch.is_some() {
+            eprintln!("report: run cannot be combined with -k, --xml or --watch");
+            return ExitCode::from(USAGE);
+        }
+        return run_program(&cli.server, args, cli.token_file.as_deref());
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -121,6 +169,207 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         .map_err(|e| format!("cannot write: {e}"))
     })?
+}
+
+/// The language of a source file, from its extension.
+fn language_of(file: &std::path::Path) -> Option<protocol::Language> {
+    match file.extension()?.to_str()? {
+        "c" => Some(protocol::Language::C),
+        "cpp" | "cc" => Some(protocol::Language::Cpp),
+        "rs" => Some(protocol::Language::Rust),
+        "py" => Some(protocol::Language::Python),
+        _ => None,
+    }
+}
+
+/// `report run`: the exit code is the program's (or says which limit it hit).
+fn run_program(server: &str, args: &RunArgs, token_file: Option<&std::path::Path>) -> ExitCode {
+    let Some(language) = language_of(&args.file) else {
+        eprintln!(
+            "report: cannot tell the language of {}: name it .c, .cpp, .cc, .rs or .py",
+            args.file.display()
+        );
+        return ExitCode::from(USAGE);
+    };
+    if !(args.time_limit.is_finite() && args.time_limit > 0.0 && args.time_limit <= 600.0) {
+        eprintln!("report: --time-limit takes more than 0 and at most 600 seconds");
+        return ExitCode::from(USAGE);
+    }
+    if !(1..=16_384).contains(&args.memory_limit) {
+        eprintln!("report: --memory-limit takes 1 to 16384 MiB");
+        return ExitCode::from(USAGE);
+    }
+    match submit(server, args, language, token_file) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("report: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn submit(
+    server: &str,
+    args: &RunArgs,
+    language: protocol::Language,
+    token_file: Option<&std::path::Path>,
+) -> Result<ExitCode, String> {
+    let source = std::fs::read(&args.file)
+        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    let input = match &args.stdin {
+        Some(path) => {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    // Base64 carries any bytes (XML text cannot carry NUL, bare CR, invalid UTF-8).
+    let (mut source64, mut input64) = (String::new(), String::new());
+    protocol::Base64::encode_into(&source, &mut source64);
+    protocol::Base64::encode_into(&input, &mut input64);
+    let name = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let time_limit_ms = (args.time_limit * 1000.0).ceil() as u64;
+    let address = resolve(server)?;
+    let mut link = Link::connect(address)?;
+    // The answer comes after the compile and the run: wait for both and a margin.
+    let wait = Duration::from_millis(time_limit_ms) + Duration::from_secs(180);
+    link.stream
+        .set_read_timeout(Some(wait))
+        .map_err(|e| format!("cannot set timeouts: {e}"))?;
+    let schedule = match args.schedule {
+        ScheduleArg::Random => protocol::Schedule::Random,
+        ScheduleArg::RoundRobin => protocol::Schedule::RoundRobin,
+        ScheduleArg::LeastLoaded => protocol::Schedule::LeastLoaded,
+    };
+    let make = |mac: Option<protocol::Hex<'_>>| -> Result<Vec<u8>, String> {
+        let program = protocol::Program {
+            language,
+            name: XmlStr::Plain(&name),
+            time_limit_ms,
+            memory_limit_mb: args.memory_limit,
+            source: protocol::Payload::Base64(
+                protocol::Base64::new(&source64).ok_or("bad base64")?,
+            ),
+            stdin: if input.is_empty() {
+                None
+            } else {
+                Some(protocol::Payload::Base64(
+                    protocol::Base64::new(&input64).ok_or("bad base64")?,
+                ))
+            },
+        };
+        let mut out = Vec::new();
+        Message::Run(protocol::Run {
+            schedule,
+            mac,
+            program,
+        })
+        .encode(&mut out);
+        Ok(out)
+    };
+    link.send_raw(&make(None)?)?;
+    let mut answered = false;
+    loop {
+        let step = link.receive(|_, message| match message {
+            Message::Challenge(challenge) => Ok(Err(challenge.nonce.as_str().to_string())),
+            Message::JobResult(result) => Ok(Ok(show_result(&result))),
+            other => Err(unexpected(&other)),
+        })??;
+        match step {
+            Ok(code) => return Ok(code),
+            Err(_) if answered => return Err("manage challenged the answer again".into()),
+            Err(nonce) => {
+                let path = token_path(token_file);
+                let token = xmlwire::auth::read_token_file(&path).map_err(|e| {
+                    format!("manage asks for its token: {e} (give --token-file, a copy of the token file in manage's state folder)")
+                })?;
+                let nonce =
+                    protocol::Hex::new(&nonce).ok_or("manage sent a nonce that is not hex")?;
+                let mac = xmlwire::auth::answer(&token, nonce);
+                let mac = protocol::Hex::new(&mac).ok_or("a MAC that is not hex")?;
+                link.send_raw(&make(Some(mac))?)?;
+                answered = true;
+            }
+        }
+    }
+}
+
+/// Prints a job's output and says how it ended; returns report's exit code.
+fn show_result(result: &protocol::JobResult<'_>) -> ExitCode {
+    let who = match (result.compute_id, result.host) {
+        (Some(id), Some(host)) => format!("compute {id} on {}", text(host)),
+        (Some(id), None) => format!("compute {id}"),
+        _ => "no compute".to_string(),
+    };
+    let mut bytes = Vec::new();
+    result.compiler_output.data.decode_into(&mut bytes);
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(&bytes);
+    bytes.clear();
+    result.stdout.data.decode_into(&mut bytes);
+    let _ = io::stdout()
+        .write_all(&bytes)
+        .and_then(|()| io::stdout().flush());
+    bytes.clear();
+    result.stderr.data.decode_into(&mut bytes);
+    let _ = err.write_all(&bytes);
+    for (name, output) in [
+        ("stdout", &result.stdout),
+        ("stderr", &result.stderr),
+        ("compiler output", &result.compiler_output),
+    ] {
+        if output.truncated {
+            let _ = writeln!(err, "report: the program's {name} was truncated");
+        }
+    }
+    let message = result.message.map(text).unwrap_or_default();
+    let status = result.status.as_str();
+    let _ = writeln!(
+        err,
+        "report: ran on {who}: {status}{}{} ({} ms CPU, {} ms wall, {} KiB){}",
+        result
+            .exit_code
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default(),
+        result
+            .signal
+            .map(|s| format!(", signal {s}"))
+            .unwrap_or_default(),
+        result.cpu_ms,
+        result.wall_ms,
+        result.peak_kb,
+        if message.is_empty() {
+            String::new()
+        } else {
+            format!(": {message}")
+        }
+    );
+    use protocol::JobStatus as S;
+    let code = match result.status {
+        S::Ok => 0,
+        S::RuntimeError => result.exit_code.map_or(1, |c| c.clamp(1, 255) as u8),
+        S::Signal => result
+            .signal
+            .map_or(1, |s| 128u64.saturating_add(s).min(255) as u8),
+        S::TimeLimit => {
+            let _ = writeln!(err, "report: time limit exceeded");
+            EXIT_TIME_LIMIT
+        }
+        S::MemoryLimit => {
+            let _ = writeln!(err, "report: memory limit exceeded");
+            EXIT_MEMORY_LIMIT
+        }
+        S::OutputLimit => {
+            let _ = writeln!(err, "report: output limit exceeded");
+            EXIT_OUTPUT_LIMIT
+        }
+        S::CompileError => 1,
+        S::InternalError | S::Rejected => 1,
+    };
+    ExitCode::from(code)
 }
 
 /// The token file to use: the one given, else `$SIGMA_TOKEN_FILE`, else the default state
@@ -262,6 +511,12 @@ impl Link {
             reader: Reader::new(limits),
             out: Vec::new(),
         })
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| format!("cannot send to manage: {e}"))
     }
 
     fn send(&mut self, message: &Message<'_>) -> Result<(), String> {
