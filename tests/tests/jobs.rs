@@ -1,0 +1,308 @@
+//! Jobs end to end: `report run FILE` through manage to a compute started with `--accept-jobs`,
+//! which runs it in the sandbox beside the search. Every wait is bounded; every process is
+//! killed when its `Process` drops.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use sigma_tests::{eventually, Manage, Process, SIGKILL};
+
+/// A compute measures its timing loop before it joins; on a loaded machine that takes a while.
+const JOIN: Duration = Duration::from_secs(60);
+
+/// A manage with `count` computes that accept jobs, each joined with its control connection.
+fn cluster(count: usize) -> (Manage, Vec<Process>) {
+    let manage = Manage::start(&[]);
+    let computes: Vec<Process> = (0..count)
+        .map(|_| manage.start_compute(&["--threads", "1", "--accept-jobs"]))
+        .collect();
+    let joined = eventually(JOIN, || {
+        manage
+            .process
+            .stderr_lines()
+            .iter()
+            .filter(|line| line.contains(" accepts jobs"))
+            .count()
+            >= count
+    });
+    assert!(joined, "{count} computes did not announce accept-jobs");
+    (manage, computes)
+}
+
+/// Writes `text` to `name` in a fresh folder; returns the folder (kept alive) and the path.
+fn source(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write the source");
+    (dir, path)
+}
+
+fn run(manage: &Manage, file: &Path, extra: &[&str]) -> (ExitStatus, Vec<String>, Vec<String>) {
+    let file = file.to_str().expect("temporary paths are UTF-8");
+    let mut args = vec!["run", file];
+    args.extend_from_slice(extra);
+    manage.report(&args)
+}
+
+fn joined(lines: &[String]) -> String {
+    lines.join("\n")
+}
+
+/// The compute id report says ran the job (`ran on compute N on HOST`).
+fn ran_on(stderr: &[String]) -> u64 {
+    let text = joined(stderr);
+    let after = text
+        .split("ran on compute ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no 'ran on compute' in {text:?}"));
+    after
+        .split_whitespace()
+        .next()
+        .and_then(|id| id.trim_end_matches(':').parse().ok())
+        .unwrap_or_else(|| panic!("bad compute id in {text:?}"))
+}
+
+/// Whether the search still makes progress: the tested count grows within a few seconds.
+fn assert_search_goes_on(manage: &Manage) {
+    let before = manage.status().tested;
+    let grew = eventually(Duration::from_secs(30), || {
+        manage.try_status().is_some_and(|s| s.tested > before)
+    });
+    assert!(grew, "the search stopped: tested stays {before}");
+}
+
+#[test]
+fn programs_in_each_language_run_and_pass_their_output_and_exit_code_on() {
+    let (manage, _computes) = cluster(1);
+
+    let (_d, c) = source(
+        "hello.c",
+        "#include <stdio.h>\nint main(void) { puts(\"hello from c\"); return 0; }\n",
+    );
+    let (status, out, err) = run(&manage, &c, &[]);
+    assert_eq!(status.code(), Some(0), "{err:?}");
+    assert_eq!(out, ["hello from c"]);
+    assert!(joined(&err).contains("ran on compute "), "{err:?}");
+
+    let (_d, cpp) = source(
+        "hello.cpp",
+        "#include <iostream>\nint main() { std::cout << \"hello from c++\" << std::endl; }\n",
+    );
+    let (status, out, err) = run(&manage, &cpp, &[]);
+    assert_eq!(status.code(), Some(0), "{err:?}");
+    assert_eq!(out, ["hello from c++"]);
+
+    let (_d, py) = source(
+        "hello.py",
+        "import sys\nprint(input().upper())\nsys.stderr.write('to stderr\\n')\n",
+    );
+    let (_i, input) = source("input.txt", "shout\n");
+    let input = input.to_str().unwrap().to_string();
+    let (status, out, err) = run(&manage, &py, &["--stdin", &input]);
+    assert_eq!(status.code(), Some(0), "{err:?}");
+    assert_eq!(out, ["SHOUT"]);
+    assert!(err.iter().any(|l| l == "to stderr"), "{err:?}");
+
+    let (_d, rs) = source("hello.rs", "fn main() { println!(\"hello from rust\"); }\n");
+    let (status, out, err) = run(&manage, &rs, &["--time-limit", "10"]);
+    let text = joined(&err);
+    if status.code() == Some(0) {
+        assert_eq!(out, ["hello from rust"]);
+    } else if text.contains("internal-error") || text.contains("cannot be run") {
+        // As in the sandbox tests: rustc under /root is out of reach of the job user.
+        eprintln!("skipping Rust: the sandbox cannot run rustc here: {text}");
+    } else {
+        panic!("Rust hello world failed: {status:?} {out:?} {err:?}");
+    }
+
+    // A compile error: exit 1 and the compiler's messages.
+    let (_d, bad) = source("bad.c", "int main(void) { return undeclared; }\n");
+    let (status, _, err) = run(&manage, &bad, &[]);
+    assert_eq!(status.code(), Some(1));
+    let text = joined(&err);
+    assert!(text.contains("undeclared"), "{text}");
+    assert!(text.contains("compile-error"), "{text}");
+
+    // A runtime error: its exit code passes through.
+    let (_d, exit7) = source("exit7.py", "import sys\nprint('partial')\nsys.exit(7)\n");
+    let (status, out, err) = run(&manage, &exit7, &[]);
+    assert_eq!(status.code(), Some(7), "{err:?}");
+    assert_eq!(out, ["partial"]);
+
+    // 10 MB of output: truncated and flagged, and report says so.
+    let (_d, big) = source("big.py", "import sys\nsys.stdout.write('x' * 10_000_000)\n");
+    let (status, out, err) = run(&manage, &big, &[]);
+    assert_ne!(status.code(), Some(0));
+    let text = joined(&err);
+    assert!(text.contains("stdout was truncated"), "{text}");
+    let printed: usize = out.iter().map(String::len).sum();
+    assert!(
+        (1..10_000_000).contains(&printed),
+        "{printed} bytes printed"
+    );
+
+    // A file name that climbs out of its folder: only a name, never a path.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    let sneaky = dir.path().join("a/b/../../etc/x.c");
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        &sneaky,
+        "#include <stdio.h>\nint main(void) { puts(\"fine\"); return 0; }\n",
+    )
+    .unwrap();
+    let before = Path::new("/etc/x.c").exists();
+    let (status, out, err) = run(&manage, &sneaky, &[]);
+    assert_eq!(status.code(), Some(0), "{err:?}");
+    assert_eq!(out, ["fine"]);
+    assert_eq!(Path::new("/etc/x.c").exists(), before);
+
+    // A file whose language cannot be told: a usage error.
+    let (_d, txt) = source("notes.txt", "hello");
+    let (status, _, err) = run(&manage, &txt, &[]);
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert_search_goes_on(&manage);
+}
+
+#[test]
+fn limits_are_contained_and_the_search_goes_on() {
+    let (manage, _computes) = cluster(1);
+
+    let (_d, forever) = source("forever.c", "int main(void) { for (;;) {} }\n");
+    let (status, _, err) = run(&manage, &forever, &["--time-limit", "1"]);
+    assert_eq!(status.code(), Some(124), "{err:?}");
+    assert!(joined(&err).contains("time limit"), "{err:?}");
+    assert_search_goes_on(&manage);
+
+    let (_d, bomb) = source(
+        "bomb.c",
+        "#include <unistd.h>\nint main(void) { for (;;) fork(); }\n",
+    );
+    let (status, _, err) = run(&manage, &bomb, &["--time-limit", "2"]);
+    assert_ne!(status.code(), Some(0), "{err:?}");
+    assert_search_goes_on(&manage);
+
+    let (_d, hog) = source(
+        "hog.py",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))\n",
+    );
+    let (status, _, err) = run(
+        &manage,
+        &hog,
+        &["--memory-limit", "64", "--time-limit", "5"],
+    );
+    assert_ne!(status.code(), Some(0), "{err:?}");
+    assert!(joined(&err).contains("memory"), "{err:?}");
+    assert_search_goes_on(&manage);
+}
+
+#[test]
+fn round_robin_alternates_between_two_computes() {
+    let (manage, _computes) = cluster(2);
+    let (_d, hello) = source("hi.py", "print('hi')\n");
+    let mut ran = Vec::new();
+    for _ in 0..4 {
+        let (status, out, err) = run(&manage, &hello, &["--schedule", "round-robin"]);
+        assert_eq!(status.code(), Some(0), "{err:?}");
+        assert_eq!(out, ["hi"]);
+        ran.push(ran_on(&err));
+    }
+    assert_ne!(ran[0], ran[1], "{ran:?}");
+    assert_eq!(ran[0], ran[2], "{ran:?}");
+    assert_eq!(ran[1], ran[3], "{ran:?}");
+}
+
+#[test]
+fn a_compute_killed_mid_job_fails_over_or_fails_cleanly() {
+    let (manage, computes) = cluster(2);
+    let ids: Vec<u64> = computes
+        .iter()
+        .map(|c| sigma_tests::cluster::compute_id(c, JOIN))
+        .collect();
+    let (_d, slow) = source("slow.py", "import time\ntime.sleep(3)\nprint('done')\n");
+    let address = manage.address_arg();
+    let token = manage.token_file();
+    let mut report = Process::start(
+        "report",
+        &[
+            &address,
+            "--token-file",
+            token.to_str().unwrap(),
+            "run",
+            slow.to_str().unwrap(),
+            "--time-limit",
+            "10",
+        ],
+    );
+    let mut target = None;
+    let sent = eventually(Duration::from_secs(20), || {
+        target = manage
+            .process
+            .stderr_lines()
+            .iter()
+            .find(|l| l.contains("job ") && l.contains(": sent (compute "))
+            .and_then(|l| l.split(": sent (compute ").nth(1))
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|id| id.parse::<u64>().ok());
+        target.is_some()
+    });
+    assert!(sent, "the job was not sent");
+    let target = target.unwrap();
+    let index = ids
+        .iter()
+        .position(|&id| id == target)
+        .expect("a known compute");
+    std::thread::sleep(Duration::from_millis(500));
+    computes[index].signal(SIGKILL);
+    let status = report
+        .wait_exit(Duration::from_secs(40))
+        .expect("report finishes");
+    let err = joined(&report.stderr_lines());
+    if status.code() == Some(0) {
+        assert_eq!(report.stdout_lines(), ["done"]);
+        assert_eq!(ran_on(&report.stderr_lines()), ids[1 - index], "{err}");
+        assert!(
+            manage
+                .process
+                .stderr_lines()
+                .iter()
+                .any(|l| l.contains("failed-over")),
+            "no failover logged"
+        );
+    } else {
+        assert!(err.contains("internal-error"), "{err}");
+        assert!(err.contains("went away"), "{err}");
+    }
+}
+
+#[test]
+fn a_wrong_token_is_refused_and_no_compute_means_busy() {
+    let manage = Manage::start(&[]);
+    let (_d, hello) = source("hi.py", "print('hi')\n");
+    // No compute accepts jobs (one searches without --accept-jobs): busy.
+    let _plain = manage.start_compute(&["--threads", "1"]);
+    let (status, _, err) = run(&manage, &hello, &[]);
+    assert_ne!(status.code(), Some(0));
+    assert!(joined(&err).contains("busy"), "{err:?}");
+
+    let (_t, wrong) = source("token", &"ab".repeat(32));
+    let address = manage.address_arg();
+    let mut report = Process::start(
+        "report",
+        &[
+            &address,
+            "--token-file",
+            wrong.to_str().unwrap(),
+            "run",
+            hello.to_str().unwrap(),
+        ],
+    );
+    let status = report
+        .wait_exit(Duration::from_secs(20))
+        .expect("report finishes");
+    assert_ne!(status.code(), Some(0));
+    let err = joined(&report.stderr_lines());
+    assert!(err.contains("unauthorized"), "{err}");
+}
