@@ -1,0 +1,791 @@
+//! Load generator: N simulated computes against a real manage over loopback.
+//!
+//! `cargo bench -p manage --bench load` starts the release manage (a temporary state folder,
+//! `--start 10^12` so no range holds a perfect number, `--double-check 0` unless a scenario says
+//! otherwise) and plays computes that never scan: each answers its assign at once with a result
+//! for the whole range (a checksum derived from the range, so double-checks agree; elapsed-ms the
+//! real time since the assign) and asks again. Every compute says hello and opens its control
+//! connection, as the real one does. The computes are multiplexed on a few mio threads.
+//!
+//! It prints, per scenario: round trips per second (request → assign → result → ack), latency
+//! percentiles of request → assign and of result → ack (the ack waits for the durable commit),
+//! manage's CPU (utime + stime over the window) and VmRSS, the generator's own CPU, the load
+//! average, and how many bytes manage logged. Then a memory figure for idle computes.
+//!
+//! Environment: `LOAD_SECONDS` (measured window per scenario, default 6), `LOAD_SCENARIOS` (comma
+//! list of `1`, `100`, `1000`, `1000-warn`, `1000-check`, `idle`; default all), `LOAD_THREADS`
+//! (generator threads, default 2), `LOAD_IDLE` (idle computes, default 10000). A scenario prints
+//! `manage pid …` when its load starts, so `perf record -p` can be attached from outside.
+//!
+//! Goals (issue, reported against, not asserted): ≥ 100,000 round trips/s with 1,000 clients and
+//! durable commits; p99 < 2 ms; 10,000 idle computes in < 100 MiB.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use xmlwire::protocol::{
+    self, Algorithm, Control, Hello, Hex, Message, PerfectList, WorkResult, PROTOCOL_VERSION,
+};
+use xmlwire::{Limits, Reader, XmlStr};
+
+/// Linux reports CPU times in /proc in USER_HZ ticks, 100 a second on every common architecture.
+const TICKS_PER_SECOND: f64 = 100.0;
+/// Load starts this long before the measured window, so connections and caches are warm.
+const WARMUP: Duration = Duration::from_secs(1);
+/// How many hellos are in flight at once while computes join (manage commits them in groups).
+const JOIN_BATCH: usize = 500;
+/// Idle computes that also open their control connection: manage accepts at most 16,384
+/// connections and this machine allows 20,000 descriptors a process, so 10,000 computes with two
+/// connections each cannot be opened here; the rest of the figure is extrapolated.
+const IDLE_CONTROLS: usize = 6_000;
+
+/// A manage process with its own temporary state; killed and reaped when dropped (also when the
+/// bench panics).
+struct Manage {
+    child: Child,
+    address: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Manage {
+    /// Starts manage with `extra` arguments and `RUST_LOG=level`.
+    fn start(extra: &[&str], level: &str) -> Manage {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let state = dir.path().join("state");
+        let log = dir.path().join("manage.log");
+        let stderr = File::create(&log).expect("a log file");
+        // manage logs "listening on ADDR" at info; at a quieter level the port is picked here
+        // (bound, then freed) and manage is given it.
+        let verbose = level.starts_with("info") || level.starts_with("debug");
+        let listen = if verbose {
+            "127.0.0.1:0".to_string()
+        } else {
+            let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            probe.local_addr().expect("its address").to_string()
+        };
+        // Logs go to a file, not a pipe: reading 100,000 lines a second would load the generator,
+        // and a full pipe would stall manage.
+        let child = Command::new(env!("CARGO_BIN_EXE_manage"))
+            .args(["--listen", &listen, "--state"])
+            .arg(&state)
+            .args(["--start", "1000000000000"])
+            .args(extra)
+            .env("RUST_LOG", level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("manage starts");
+        let mut manage = Manage {
+            child,
+            address: listen.parse().expect("an address"),
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = manage.child.try_wait() {
+                panic!(
+                    "manage exited at start ({status}):\n{}",
+                    std::fs::read_to_string(&manage.log).unwrap_or_default()
+                );
+            }
+            if verbose {
+                let text = std::fs::read_to_string(&manage.log).unwrap_or_default();
+                let found = text.lines().find_map(|line| {
+                    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+                    rest.split(';').next()?.trim().parse().ok()
+                });
+                if let Some(address) = found {
+                    manage.address = address;
+                    return manage;
+                }
+            } else if std::net::TcpStream::connect(manage.address).is_ok() {
+                return manage;
+            }
+            assert!(Instant::now() < deadline, "manage did not start listening");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_bytes(&self) -> u64 {
+        std::fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+}
+
+impl Drop for Manage {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// utime + stime of a process (`"self"` or a pid), in seconds.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name, in parentheses, may hold spaces: count fields after its last ')'.
+    let after = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of the whole line are the 12th and 13th after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND
+}
+
+/// A line of /proc/PID/status (`VmRSS`, `VmHWM`), in KiB.
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The main thread's time on a CPU and waiting for one (run queue), in seconds, from
+/// /proc/PID/schedstat. manage's reactor is its main thread; on a busy machine the second figure
+/// says how much of the run manage was ready but not running.
+fn schedstat_seconds(pid: u32) -> (f64, f64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let mut fields = text
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap_or(0) as f64 / 1e9);
+    (fields.next().unwrap_or(0.0), fields.next().unwrap_or(0.0))
+}
+
+fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The checksum a simulated compute reports: any function of the range will do, as long as two
+/// computes agree on it (double-checks then pass).
+fn fake_checksum(lo: u64, hi: u64) -> u64 {
+    lo.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ hi
+}
+
+/// A compute that has been welcomed: its work connection (with the reader that holds any bytes
+/// read past the welcome) and, if opened, its control connection.
+struct Joined {
+    work: std::net::TcpStream,
+    reader: Reader,
+    control: Option<std::net::TcpStream>,
+}
+
+/// Reads one message from a blocking stream into `reader` and hands it to `take`.
+fn read_one<T>(
+    stream: &mut std::net::TcpStream,
+    reader: &mut Reader,
+    take: impl Fn(Message<'_>) -> T,
+) -> T {
+    loop {
+        if let Some(frame) = reader.next_message().expect("well-formed XML from manage") {
+            let message = protocol::decode(&frame).expect("a valid message from manage");
+            return take(message);
+        }
+        match reader.read_from(stream) {
+            Ok(0) => panic!("manage closed a connection while a compute joined"),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading a welcome: {e}"),
+        }
+    }
+}
+
+/// Joins `count` computes (numbered from `first`), `JOIN_BATCH` hellos in flight at a time, each
+/// opening its control connection when `control` says so.
+fn join(
+    address: SocketAddr,
+    first: usize,
+    count: usize,
+    control: impl Fn(usize) -> bool,
+) -> Vec<Joined> {
+    let mut joined = Vec::with_capacity(count);
+    let mut buf = Vec::new();
+    let mut start = first;
+    while start < first + count {
+        let end = (start + JOIN_BATCH).min(first + count);
+        let mut batch = Vec::with_capacity(end - start);
+        for i in start..end {
+            let mut work = std::net::TcpStream::connect(address).expect("connect");
+            work.set_nodelay(true).expect("nodelay");
+            work.set_read_timeout(Some(Duration::from_secs(60)))
+                .expect("a read timeout");
+            let host = format!("load-{}", i % 8);
+            buf.clear();
+            Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                host: XmlStr::Plain(&host),
+                pid: 100_000 + i as u64,
+                threads: 1,
+                algorithm: Algorithm::Sieve,
+                ops_per_sec: 812_345_678,
+            })
+            .encode(&mut buf);
+            work.write_all(&buf).expect("send hello");
+            batch.push((i, work));
+        }
+        for (i, mut work) in batch {
+            let mut reader = Reader::new(Limits::DEFAULT);
+            let (id, session) = read_one(&mut work, &mut reader, |m| match m {
+                Message::Welcome(w) => (w.compute_id, w.session.as_str().to_string()),
+                other => panic!("expected a welcome, got {other:?}"),
+            });
+            let control = control(i).then(|| {
+                let mut stream = std::net::TcpStream::connect(address).expect("connect control");
+                buf.clear();
+                Message::Control(Control {
+                    compute_id: id,
+                    session: Hex::new(&session).expect("manage's session is hex"),
+                    accept_jobs: false,
+                })
+                .encode(&mut buf);
+                stream.write_all(&buf).expect("send control");
+                stream
+            });
+            joined.push(Joined {
+                work,
+                reader,
+                control,
+            });
+        }
+        start = end;
+    }
+    joined
+}
+
+/// Where a simulated compute is in its loop.
+enum Step {
+    /// Sent a request at this moment.
+    Requested(Instant),
+    /// Sent a result at this moment.
+    Reported(Instant),
+    /// Told to wait; asks again at this moment.
+    Waiting(Instant),
+    /// Its connection failed or manage refused it.
+    Dead,
+}
+
+struct Client {
+    work: TcpStream,
+    reader: Reader,
+    control: Option<TcpStream>,
+    out: Vec<u8>,
+    sent: usize,
+    writable: bool,
+    step: Step,
+}
+
+/// What one reply asked of a client (copied out of the reader's frame).
+enum Reply {
+    Assign { lease: u64, lo: u64, hi: u64 },
+    Ack,
+    Wait(u64),
+    Other(String),
+}
+
+/// The measured window, the same for every thread.
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+impl Window {
+    fn holds(&self, t: Instant) -> bool {
+        t >= self.start && t < self.end
+    }
+}
+
+/// What one generator thread saw inside the window.
+#[derive(Default)]
+struct Tally {
+    /// request → assign, microseconds.
+    assign_us: Vec<u32>,
+    /// result → ack, microseconds.
+    ack_us: Vec<u32>,
+    waits: u64,
+    dead: u64,
+    problems: Vec<String>,
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u128::from(u32::MAX)) as u32
+}
+
+impl Client {
+    /// Queues `message` and writes what the socket takes.
+    fn send(&mut self, message: Message<'_>, registry: &mio::Registry, token: Token) {
+        message.encode(&mut self.out);
+        self.flush(registry, token);
+    }
+
+    fn flush(&mut self, registry: &mio::Registry, token: Token) {
+        while self.sent < self.out.len() {
+            match self.work.write(&self.out[self.sent..]) {
+                Ok(n) if n > 0 => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => {
+                    self.step = Step::Dead;
+                    return;
+                }
+            }
+        }
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+        let want = !self.out.is_empty();
+        if want != self.writable {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry
+                .reregister(&mut self.work, token, interest)
+                .expect("reregister");
+            self.writable = want;
+        }
+    }
+
+    fn request(&mut self, registry: &mio::Registry, token: Token) {
+        self.step = Step::Requested(Instant::now());
+        self.send(Message::Request, registry, token);
+    }
+
+    /// Reads what manage sent and answers every complete reply.
+    fn readable(
+        &mut self,
+        registry: &mio::Registry,
+        token: Token,
+        window: Window,
+        tally: &mut Tally,
+    ) {
+        loop {
+            match self.reader.read_from(&mut self.work) {
+                Ok(0) => {
+                    self.step = Step::Dead;
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tally.problems.push(format!("read: {e}"));
+                    self.step = Step::Dead;
+                    return;
+                }
+            }
+            while let Some(reply) = self.next_reply() {
+                self.answer(reply, registry, token, window, tally);
+                if matches!(self.step, Step::Dead) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn next_reply(&mut self) -> Option<Reply> {
+        let frame = match self.reader.next_message() {
+            Ok(frame) => frame?,
+            Err(e) => return Some(Reply::Other(format!("bad XML: {e}"))),
+        };
+        Some(match protocol::decode(&frame) {
+            Ok(Message::Assign(a)) => Reply::Assign {
+                lease: a.lease,
+                lo: a.lo,
+                hi: a.hi,
+            },
+            Ok(Message::Ack(_)) => Reply::Ack,
+            Ok(Message::Wait(w)) => Reply::Wait(w.ms),
+            Ok(other) => Reply::Other(format!("{other:?}")),
+            Err(e) => Reply::Other(format!("undecodable: {e:?}")),
+        })
+    }
+
+    fn answer(
+        &mut self,
+        reply: Reply,
+        registry: &mio::Registry,
+        token: Token,
+        window: Window,
+        tally: &mut Tally,
+    ) {
+        let now = Instant::now();
+        match (reply, &self.step) {
+            (Reply::Assign { lease, lo, hi }, &Step::Requested(asked)) => {
+                if window.holds(now) {
+                    tally.assign_us.push(micros(now - asked));
+                }
+                let result = WorkResult {
+                    lease,
+                    lo,
+                    hi,
+                    elapsed_ms: now.elapsed().as_millis() as u64,
+                    checksum: fake_checksum(lo, hi),
+                    perfect: PerfectList::new(),
+                };
+                self.step = Step::Reported(Instant::now());
+                self.send(Message::Result(result), registry, token);
+            }
+            (Reply::Ack, &Step::Reported(sent)) => {
+                if window.holds(now) {
+                    tally.ack_us.push(micros(now - sent));
+                }
+                self.request(registry, token);
+            }
+            (Reply::Wait(ms), &Step::Requested(_)) => {
+                if window.holds(now) {
+                    tally.waits += 1;
+                }
+                self.step = Step::Waiting(now + Duration::from_millis(ms));
+            }
+            (Reply::Other(text), _) => {
+                tally.problems.push(text);
+                self.step = Step::Dead;
+            }
+            _ => {
+                tally.problems.push("a reply out of order".into());
+                self.step = Step::Dead;
+            }
+        }
+    }
+}
+
+/// Runs `joined` computes until the window ends; returns what was seen inside it.
+fn drive(joined: Vec<Joined>, ready: mpsc::Sender<()>, go: mpsc::Receiver<Window>) -> Tally {
+    let mut poll = Poll::new().expect("a poll");
+    let mut clients: Vec<Client> = joined
+        .into_iter()
+        .map(|j| {
+            j.work.set_nonblocking(true).expect("nonblocking");
+            let control = j.control.map(|c| {
+                c.set_nonblocking(true).expect("nonblocking");
+                TcpStream::from_std(c)
+            });
+            Client {
+                work: TcpStream::from_std(j.work),
+                reader: j.reader,
+                control,
+                out: Vec::with_capacity(256),
+                sent: 0,
+                writable: false,
+                step: Step::Dead,
+            }
+        })
+        .collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        poll.registry()
+            .register(&mut client.work, Token(2 * i), Interest::READABLE)
+            .expect("register");
+        if let Some(control) = &mut client.control {
+            poll.registry()
+                .register(control, Token(2 * i + 1), Interest::READABLE)
+                .expect("register");
+        }
+    }
+    let _ = ready.send(());
+    let window = go.recv().expect("the window");
+    let mut tally = Tally::default();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.request(poll.registry(), Token(2 * i));
+    }
+    let mut waiting: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut events = Events::with_capacity(1024);
+    let mut scratch = [0u8; 4096];
+    loop {
+        let now = Instant::now();
+        if now >= window.end {
+            break;
+        }
+        while let Some(&Reverse((at, i))) = waiting.peek() {
+            if at > now {
+                break;
+            }
+            waiting.pop();
+            clients[i].request(poll.registry(), Token(2 * i));
+        }
+        let mut timeout = window.end - now;
+        if let Some(&Reverse((at, _))) = waiting.peek() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+        for event in events.iter() {
+            let i = event.token().0 / 2;
+            let client = &mut clients[i];
+            if matches!(client.step, Step::Dead) {
+                continue;
+            }
+            if event.token().0 % 2 == 1 {
+                // Control connection: nothing is expected during the run; drain and ignore.
+                if let Some(control) = &mut client.control {
+                    loop {
+                        match control.read(&mut scratch) {
+                            Ok(0) => {
+                                tally.problems.push("control connection closed".into());
+                                client.step = Step::Dead;
+                                break;
+                            }
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => break,
+                        }
+                    }
+                }
+                continue;
+            }
+            let token = Token(2 * i);
+            if event.is_writable() {
+                client.flush(poll.registry(), token);
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                client.readable(poll.registry(), token, window, &mut tally);
+            }
+            if let Step::Waiting(at) = client.step {
+                waiting.push(Reverse((at, i)));
+            }
+        }
+    }
+    tally.dead = clients
+        .iter()
+        .filter(|c| matches!(c.step, Step::Dead))
+        .count() as u64;
+    tally
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+/// One load scenario: `clients` computes against a manage started with `extra` at `level`.
+fn load(name: &str, clients: usize, extra: &[&str], level: &str, seconds: u64, threads: usize) {
+    let manage = Manage::start(extra, level);
+    let pid = manage.pid();
+    let threads = threads.clamp(1, clients);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut starters = Vec::new();
+    let mut handles = Vec::new();
+    let joining = Instant::now();
+    for t in 0..threads {
+        let first = clients * t / threads;
+        let count = clients * (t + 1) / threads - first;
+        let ready = ready_tx.clone();
+        let (go_tx, go_rx) = mpsc::channel();
+        starters.push(go_tx);
+        let address = manage.address;
+        handles.push(thread::spawn(move || {
+            let joined = join(address, first, count, |_| true);
+            drive(joined, ready, go_rx)
+        }));
+    }
+    for _ in 0..threads {
+        ready_rx.recv().expect("a generator thread is ready");
+    }
+    let joined_in = joining.elapsed();
+    let start = Instant::now() + WARMUP;
+    let window = Window {
+        start,
+        end: start + Duration::from_secs(seconds),
+    };
+    for go in &starters {
+        go.send(window).expect("a generator thread waits");
+    }
+    println!(
+        "  [{name}] manage pid {pid}: {clients} computes joined in {joined_in:.2?}, load running"
+    );
+    thread::sleep(window.start.saturating_duration_since(Instant::now()));
+    let sched0 = schedstat_seconds(pid);
+    let (manage_cpu0, own_cpu0, log0) = (
+        cpu_seconds(&pid.to_string()),
+        cpu_seconds("self"),
+        manage.log_bytes(),
+    );
+    thread::sleep(window.end.saturating_duration_since(Instant::now()));
+    let (manage_cpu1, own_cpu1, log1) = (
+        cpu_seconds(&pid.to_string()),
+        cpu_seconds("self"),
+        manage.log_bytes(),
+    );
+    let sched1 = schedstat_seconds(pid);
+    let rss = status_kib(pid, "VmRSS");
+    let hwm = status_kib(pid, "VmHWM");
+    let load = loadavg();
+    let mut tally = Tally::default();
+    for handle in handles {
+        let part = handle.join().expect("a generator thread");
+        tally.assign_us.extend(part.assign_us);
+        tally.ack_us.extend(part.ack_us);
+        tally.waits += part.waits;
+        tally.dead += part.dead;
+        tally.problems.extend(part.problems);
+    }
+    drop(manage);
+    let span = seconds as f64;
+    tally.assign_us.sort_unstable();
+    tally.ack_us.sort_unstable();
+    let (a, k) = (&tally.assign_us, &tally.ack_us);
+    println!(
+        "{name:<11} {clients:>5} {:>9.0} | {:>6.2} {:>6.2} {:>7.1} | {:>6.2} {:>6.2} {:>7.1} | {:>5.0}% {:>5.0}% {:>7.1} {:>7.1} | {:>5.0}% | {:>6.1} | {load}",
+        k.len() as f64 / span,
+        percentile(a, 0.5),
+        percentile(a, 0.99),
+        percentile(a, 1.0),
+        percentile(k, 0.5),
+        percentile(k, 0.99),
+        percentile(k, 1.0),
+        (manage_cpu1 - manage_cpu0) / span * 100.0,
+        (sched1.1 - sched0.1) / span * 100.0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        (own_cpu1 - own_cpu0) / span * 100.0,
+        (log1 - log0) as f64 / span / 1e6,
+    );
+    if tally.waits > 0 || tally.dead > 0 || !tally.problems.is_empty() {
+        println!(
+            "    {} waits, {} computes dead, problems: {:?}",
+            tally.waits,
+            tally.dead,
+            tally.problems.iter().take(3).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Connects `computes` idle computes (hello; the first `IDLE_CONTROLS` also open their control
+/// connection) and reports manage's memory, then how long one status request takes.
+fn idle(computes: usize) {
+    let manage = Manage::start(&["--double-check", "0"], "info");
+    let pid = manage.pid();
+    thread::sleep(Duration::from_millis(200));
+    let before = status_kib(pid, "VmRSS");
+    let started = Instant::now();
+    let work_only = join(manage.address, 0, computes, |i| i < IDLE_CONTROLS);
+    let joined_in = started.elapsed();
+    // A status request behind them is answered once manage has taken them all in (its answer
+    // lists every compute: it is also the O(computes) document).
+    let asked = Instant::now();
+    let mut report = std::net::TcpStream::connect(manage.address).expect("connect report");
+    report
+        .write_all(b"<status-request/>")
+        .expect("send status request");
+    report
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("a read timeout");
+    // Beyond the protocol's own limits (1 MiB, 100,000 tokens): with thousands of computes the
+    // status document is larger, and this figure should still come out.
+    let mut reader = Reader::new(Limits {
+        max_message_bytes: 256 << 20,
+        max_tokens: usize::MAX,
+        ..Limits::DEFAULT
+    });
+    let (listed, status_bytes, status_tokens) = loop {
+        if let Some(frame) = reader.next_message().expect("well-formed XML from manage") {
+            let size = (frame.bytes.len(), frame.tokens.len());
+            match protocol::decode(&frame).expect("a valid status") {
+                Message::Status(s) => break (s.computes.len(), size.0, size.1),
+                other => panic!("expected a status, got {other:?}"),
+            }
+        }
+        match reader.read_from(&mut report) {
+            Ok(0) => panic!("manage closed the report connection"),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading the status: {e}"),
+        }
+    };
+    let status_took = asked.elapsed();
+    thread::sleep(Duration::from_millis(500));
+    let rss = status_kib(pid, "VmRSS");
+    let controls = IDLE_CONTROLS.min(computes);
+    let connections = computes + controls;
+    let per_connection = (rss.saturating_sub(before)) as f64 / connections as f64;
+    let full = before as f64 + per_connection * (2 * computes) as f64;
+    println!(
+        "idle: {computes} computes ({controls} with a control connection, {connections} connections) joined in {joined_in:.2?}; \
+         VmRSS {:.1} MiB before, {:.1} MiB with them ({per_connection:.1} KiB a connection); \
+         status listing {listed} computes took {status_took:.2?} ({status_bytes} bytes, {status_tokens} tokens)",
+        before as f64 / 1024.0,
+        rss as f64 / 1024.0,
+    );
+    println!(
+        "      extrapolated: {computes} computes each with its control connection ({} connections) ≈ {:.0} MiB (goal < 100 MiB)",
+        2 * computes,
+        full / 1024.0
+    );
+    drop(work_only);
+}
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; run any other way (cargo test --benches), only a smoke test.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let seconds: u64 = env_or("LOAD_SECONDS", if benching { 6 } else { 1 });
+    let threads: usize = env_or("LOAD_THREADS", 2);
+    let idle_computes: usize = env_or("LOAD_IDLE", 10_000);
+    let default_scenarios = if benching {
+        "1,100,1000,1000-warn,1000-check,idle"
+    } else {
+        "100"
+    };
+    let scenarios = std::env::var("LOAD_SCENARIOS").unwrap_or_else(|_| default_scenarios.into());
+    println!(
+        "load: manage {} on 127.0.0.1, {} cores, {seconds} s windows after {WARMUP:?} of warm-up, {threads} generator threads",
+        env!("CARGO_BIN_EXE_manage"),
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "scenario    comps  trips/s | assign ms p50 p99 max  | ack ms p50 p99 max      | manage CPU, runq, RSS MiB, peak | gen CPU | log MB/s | loadavg"
+    );
+    let no_check = ["--double-check", "0", "--target-seconds", "1"];
+    let check = ["--target-seconds", "1"];
+    for scenario in scenarios.split(',').map(str::trim) {
+        match scenario {
+            "1" => load("info", 1, &no_check, "info", seconds, threads),
+            "100" => load("info", 100, &no_check, "info", seconds, threads),
+            "1000" => load("info", 1000, &no_check, "info", seconds, threads),
+            "1000-warn" => load("warn", 1000, &no_check, "warn", seconds, threads),
+            "1000-check" => load("info+check", 1000, &check, "info", seconds, threads),
+            "idle" => idle(idle_computes),
+            "" => {}
+            other => eprintln!("load: unknown scenario {other:?}"),
+        }
+    }
+    println!("goals: >= 100,000 trips/s with 1,000 computes (durable commits), p99 < 2 ms, 10,000 idle computes < 100 MiB");
+}
