@@ -43,7 +43,9 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// Load starts this long before the measured window, so connections and caches are warm.
 const WARMUP: Duration = Duration::from_secs(1);
 /// How many hellos are in flight at once while computes join (manage commits them in groups).
-const JOIN_BATCH: usize = 500;
+/// Below manage's listen backlog, which is 128 (`ss -ltn`): a burst beyond it while manage sits
+/// in an fsync overflows the accept queue, and each dropped SYN costs its client a 1 s retry.
+const JOIN_BATCH: usize = 64;
 /// Idle computes that also open their control connection: manage accepts at most 16,384
 /// connections and this machine allows 20,000 descriptors a process, so 10,000 computes with two
 /// connections each cannot be opened here; the rest of the figure is extrapolated.
