@@ -9,7 +9,10 @@
 //! small probe (target / 8 by default) so a real measurement arrives quickly, and the first
 //! measurement replaces the prior outright. After that each measurement is folded in with an
 //! exponential moving average, and one step may change the estimate by at most 2x either way, so
-//! one noisy result cannot wreck a good estimate.
+//! one noisy result cannot wreck a good estimate. Two results in a row that both miss the
+//! estimate by more than `shift_threshold` on the same side mean the compute's speed really
+//! changed (another load started or stopped): then the newest one is taken outright (still
+//! within the step limit), so a compute is back on target after two ranges instead of five.
 
 use crate::Millis;
 
@@ -44,6 +47,9 @@ pub struct SizingConfig {
     /// A result that took less than this is "too quick to time": the overheads (thread start,
     /// clock granularity) dominate, so it only serves as a lower bound on the rate.
     pub min_elapsed_ms: Millis,
+    /// A measurement off the estimate by more than this share is a miss; a second miss in a
+    /// row on the same side replaces the estimate instead of being averaged in.
+    pub shift_threshold: f64,
 }
 
 impl Default for SizingConfig {
@@ -57,6 +63,7 @@ impl Default for SizingConfig {
             smoothing: 0.5,
             max_step: 2.0,
             min_elapsed_ms: 100,
+            shift_threshold: 0.10,
         }
     }
 }
@@ -100,6 +107,8 @@ pub struct RateModel {
     ops_per_sec: f64,
     measured: bool,
     probe_next: bool,
+    /// The side the previous measurement missed the estimate on: -1 slower, 1 faster, 0 a hit.
+    last_miss: i8,
 }
 
 impl RateModel {
@@ -110,6 +119,7 @@ impl RateModel {
             ops_per_sec: config.clamp_rate(figure as f64),
             measured: false,
             probe_next: true,
+            last_miss: 0,
         }
     }
 
@@ -177,7 +187,18 @@ impl RateModel {
             self.ops_per_sec = measured;
             return Observation::Replaced;
         }
-        let weight = if config.smoothing > 0.0 && config.smoothing <= 1.0 {
+        let miss = if measured > self.ops_per_sec * (1.0 + config.shift_threshold) {
+            1
+        } else if measured < self.ops_per_sec * (1.0 - config.shift_threshold) {
+            -1
+        } else {
+            0
+        };
+        let confirmed_shift = miss != 0 && miss == self.last_miss;
+        self.last_miss = miss;
+        let weight = if confirmed_shift {
+            1.0
+        } else if config.smoothing > 0.0 && config.smoothing <= 1.0 {
             config.smoothing
         } else {
             0.5
@@ -434,7 +455,46 @@ mod tests {
         // The first range at half speed takes twice the target; then the average closes in:
         // 1.5x, 1.25x, 1.125x, within 10% from the fourth range on.
         assert!((durations[6] - 30.0).abs() < 1.0, "{durations:?}");
-        assert_on_target(&durations, 10, 0.10);
-        assert!(durations[10..].iter().all(|&s| s >= 15.0), "{durations:?}");
+        // The first miss is averaged in (1.5x), the second confirms the shift and is taken
+        // outright: on target from the third range at the new speed.
+        assert!((durations[7] - 22.5).abs() < 1.0, "{durations:?}");
+        assert_on_target(&durations, 8, 0.01);
+    }
+
+    #[test]
+    fn follows_a_compute_that_speeds_up_by_half() {
+        let durations = simulate(
+            sqrt_cost,
+            1_000_000_000,
+            |i| if i < 6 { 1e9 } else { 1.5e9 },
+            1,
+            12,
+        );
+        assert!((durations[6] - 10.0).abs() < 0.5, "{durations:?}");
+        assert_on_target(&durations, 8, 0.01);
+    }
+
+    #[test]
+    fn noise_on_both_sides_is_averaged_not_followed() {
+        // True speed alternates 20% above and below 1e9: misses on alternating sides never
+        // confirm a shift, so the estimate stays near the mean instead of chasing each sample.
+        let config = SizingConfig::default();
+        let mut model = RateModel::from_benchmark(1_000_000_000, &config);
+        model.observe(1e10, 10_000, &config);
+        for i in 0..20 {
+            let rate = if i % 2 == 0 { 1.2e9 } else { 0.8e9 };
+            model.observe(rate * 10.0, 10_000, &config);
+            let estimate = model.ops_per_sec();
+            assert!(
+                (0.85e9..=1.15e9).contains(&estimate),
+                "step {i}: {estimate}"
+            );
+        }
+        // Small misses on one side (within the threshold) are averaged too.
+        let mut steady = RateModel::from_benchmark(1_000_000_000, &config);
+        steady.observe(1e10, 10_000, &config);
+        steady.observe(0.95e10, 10_000, &config);
+        steady.observe(0.95e10, 10_000, &config);
+        assert!((steady.ops_per_sec() - 0.9625e9).abs() < 1e3);
     }
 }
