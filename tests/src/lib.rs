@@ -287,8 +287,18 @@ impl Manage {
     /// Starts manage on 127.0.0.1:0 with a fresh state folder and `extra` arguments, and waits
     /// for it to say where it listens.
     pub fn start(extra: &[&str]) -> Manage {
+        Self::start_fresh(extra, true)
+    }
+
+    /// As [`Manage::start`], without echoing manage's log to the test's output (for benchmarks,
+    /// whose own output is the point).
+    pub fn start_quiet(extra: &[&str]) -> Manage {
+        Self::start_fresh(extra, false)
+    }
+
+    fn start_fresh(extra: &[&str], echo: bool) -> Manage {
         let state = tempfile::tempdir().expect("a temporary folder");
-        let process = Self::start_on_state(state.path(), "127.0.0.1:0", extra);
+        let process = Self::launch(state.path(), "127.0.0.1:0", extra, echo);
         let address = listening_address(&process);
         Manage {
             process,
@@ -299,12 +309,17 @@ impl Manage {
 
     /// Starts manage on an existing state folder and address (for restarts).
     pub fn start_on_state(state: &Path, listen: &str, extra: &[&str]) -> Process {
+        Self::launch(state, listen, extra, true)
+    }
+
+    fn launch(state: &Path, listen: &str, extra: &[&str], echo: bool) -> Process {
         let state_arg = state.to_str().expect("temporary paths are UTF-8");
         let mut args = vec!["--listen", listen, "--state", state_arg];
         args.extend_from_slice(extra);
-        Process::start_with("manage", &args, |c| {
+        let debug_log = |c: &mut Command| {
             c.env("RUST_LOG", "debug");
-        })
+        };
+        Process::spawn("manage", &args, debug_log, echo)
     }
 
     /// The token file manage created in its state folder.
@@ -319,10 +334,19 @@ impl Manage {
 
     /// Starts a compute against this manage.
     pub fn start_compute(&self, extra: &[&str]) -> Process {
+        self.compute(extra, true)
+    }
+
+    /// As [`Manage::start_compute`], without echoing its log.
+    pub fn start_compute_quiet(&self, extra: &[&str]) -> Process {
+        self.compute(extra, false)
+    }
+
+    fn compute(&self, extra: &[&str], echo: bool) -> Process {
         let address = self.address_arg();
         let mut args = vec![address.as_str()];
         args.extend_from_slice(extra);
-        Process::start("compute", &args)
+        Process::spawn("compute", &args, |_| {}, echo)
     }
 
     /// Runs `report` against this manage with `extra` arguments and waits (bounded) for it.

@@ -1,0 +1,109 @@
+//! The perfect-numbers run: the whole system, end to end, against the kernel alone.
+//!
+//! `cargo bench -p sigma-tests --bench perfect` searches 1..=10^10 (the first six perfect
+//! numbers, a few minutes) with the README's cluster: `manage --local 1 --exit-when-done`, one
+//! compute on every core, default target and double-checks. With an argument,
+//! `cargo bench -p sigma-tests --bench perfect -- 137438691328`, it searches up to that number
+//! instead (the seventh perfect number).
+//!
+//! It prints the time, since manage started, at which each perfect number was first shown by
+//! `report --xml` (polled every 250 ms), then the whole run's time and rate. As a baseline in the
+//! same run it times `compute scan` on one thread at three points of the search and prints the
+//! cluster's rate over (cores x the one-thread rate): how much of the kernel's speed the cluster
+//! delivers, sizing, probes, double-checks and the network included.
+
+use std::time::{Duration, Instant};
+
+use sigma_tests::cluster::report_status;
+use sigma_tests::faults::numbers_per_second;
+use sigma_tests::{Manage, PERFECT_NUMBERS};
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let until: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000_000_000);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let expected: Vec<u64> = PERFECT_NUMBERS
+        .iter()
+        .copied()
+        .filter(|&p| p <= until)
+        .collect();
+    eprintln!(
+        "searching 1..={until} with manage --local 1 ({cores} threads); expecting {expected:?}"
+    );
+
+    let until_arg = until.to_string();
+    let started = Instant::now();
+    let mut manage =
+        Manage::start_quiet(&["--until", &until_arg, "--exit-when-done", "--local", "1"]);
+    let address = manage.address_arg();
+    let mut shown = Vec::new();
+    let mut last = None;
+    // Generous: a tenth of the one-thread rate near 10^9 on every core.
+    let bound = Duration::from_secs(3600 * 6);
+    loop {
+        match report_status(&address) {
+            Some(status) => {
+                for &n in &status.perfect {
+                    if !shown.contains(&n) {
+                        shown.push(n);
+                        eprintln!(
+                            "{:>9.1} s  perfect {n}  ({} numbers tested)",
+                            started.elapsed().as_secs_f64(),
+                            status.tested
+                        );
+                    }
+                }
+                let done = status.done;
+                last = Some(status);
+                if done {
+                    break;
+                }
+            }
+            // manage exits by itself once done (--exit-when-done).
+            None if manage.process.wait_exit(Duration::ZERO).is_some() => break,
+            None => {}
+        }
+        assert!(started.elapsed() < bound, "the search took over {bound:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let status = manage
+        .process
+        .wait_exit(Duration::from_secs(60))
+        .expect("manage exits after the search (--exit-when-done)");
+    assert!(status.success(), "manage ended with {status}");
+    shown.sort_unstable();
+    assert_eq!(shown, expected, "the perfect numbers found");
+    let tested = last.map_or(0, |s| s.tested);
+    eprintln!(
+        "all {} found; 1..={until} done in {seconds:.1} s ({:.1} M numbers/s; last status seen: {tested} tested)",
+        expected.len(),
+        until as f64 / seconds / 1e6,
+    );
+
+    // The kernel alone, one thread, at a quarter, half and the end of the search.
+    let rates: Vec<f64> = [until / 4, until / 2, until - until / 100]
+        .iter()
+        .map(|&lo| numbers_per_second(lo.max(1)))
+        .collect();
+    // Time per number grows with n, so the whole run's ideal is the harmonic mean.
+    let ideal = rates.len() as f64 / rates.iter().map(|r| 1.0 / r).sum::<f64>() * cores as f64;
+    eprintln!(
+        "baseline: compute scan, one thread: {} M numbers/s at 1/4, 1/2, 99/100 of the search; x {cores} cores = {:.1} M/s",
+        rates
+            .iter()
+            .map(|r| format!("{:.1}", r / 1e6))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ideal / 1e6
+    );
+    eprintln!(
+        "cluster / (cores x one thread) = {:.2}",
+        until as f64 / seconds / ideal
+    );
+}
