@@ -59,10 +59,32 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 
-/// Connections beyond this wait in the kernel's backlog: accepting pauses at the cap and resumes
-/// below 90% of it, so a flood cannot make manage thrash between the two.
-const MAX_CONNECTIONS: usize = 16_384;
-const RESUME_ACCEPTING_BELOW: usize = MAX_CONNECTIONS / 10 * 9;
+/// Connections beyond the cap wait in the kernel's backlog: accepting pauses at the cap and
+/// resumes below 90% of it, so a flood cannot make manage thrash between the two. The cap is this,
+/// or less where the open-files limit is lower (see [`connection_cap`]): every compute holds two
+/// connections, so 65,536 serves some 30,000 computes.
+const MAX_CONNECTIONS: usize = 65_536;
+/// Descriptors kept for everything that is not a connection: the listener, the poll, the signal
+/// pipe, the waker, the database and its journal, the local computes' pipes, the verifier.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard limit (allowed without privilege; the
+/// common default soft limit of 1,024 would cap manage at a few hundred computes) and returns
+/// how many connections fit under it, at most [`MAX_CONNECTIONS`].
+fn connection_cap() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+        Ok((soft, _)) => soft,
+        // Unknown: assume the cap fits; accept errors still pause accepting.
+        Err(_) => u64::MAX,
+    };
+    let cap = soft.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    usize::try_from(cap).map_or(MAX_CONNECTIONS, |cap| cap.min(MAX_CONNECTIONS))
+}
 /// A peer that lets this much output pile up does not read its replies: it is dropped.
 const MAX_PENDING_OUTPUT: usize = 4 << 20;
 /// A connection must say who it is within this time (slow or silent clients hold no slot long).
@@ -281,10 +303,13 @@ pub fn run(config: Config) -> Result<(), String> {
     let mut local = LocalComputes::start(config.local_computes, address, &token_path)?;
     let grace = config.shutdown_grace;
 
+    let max_connections = connection_cap();
+    log::info!("up to {max_connections} connections at once");
     let mut server = Server {
         poll,
         listener,
         accepting: true,
+        max_connections,
         signals,
         connections: Slab::new(),
         closed: Vec::new(),
@@ -326,6 +351,8 @@ struct Server {
     poll: Poll,
     listener: TcpListener,
     accepting: bool,
+    /// At most this many connections at once (from [`connection_cap`]).
+    max_connections: usize,
     signals: Signals,
     connections: Slab<Connection>,
     /// Keys closed during the current event batch, removed after it (keys are reused).
@@ -382,8 +409,11 @@ impl Server {
 
     fn accept(&mut self) {
         while self.accepting {
-            if self.connections.len() >= MAX_CONNECTIONS {
-                log::warn!("{MAX_CONNECTIONS} connections: not accepting more for now");
+            if self.connections.len() >= self.max_connections {
+                log::warn!(
+                    "{} connections: not accepting more for now",
+                    self.max_connections
+                );
                 self.pause_accepting();
                 return;
             }
@@ -729,7 +759,7 @@ impl Server {
                 let _ = self.poll.registry().deregister(&mut connection.stream);
             }
         }
-        if self.connections.len() < RESUME_ACCEPTING_BELOW {
+        if self.connections.len() < self.max_connections / 10 * 9 {
             self.resume_accepting();
         }
     }
@@ -753,6 +783,7 @@ impl Server {
         }
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_INTERVAL;
+            self.release_quiet_buffers(now);
             let silent: Vec<usize> = self
                 .connections
                 .iter()
@@ -776,6 +807,16 @@ impl Server {
                     connection.closing = true;
                 }
                 self.mark_dirty(key);
+            }
+        }
+    }
+
+    /// Connections that said nothing for a sweep interval give their buffers back; busy ones
+    /// keep them, so the hot path does not allocate.
+    fn release_quiet_buffers(&mut self, now: Instant) {
+        for (_, connection) in self.connections.iter_mut() {
+            if !connection.closed && now.duration_since(connection.last_heard) >= SWEEP_INTERVAL {
+                connection.release_idle_memory();
             }
         }
     }

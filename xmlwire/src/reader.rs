@@ -171,8 +171,10 @@ pub struct Reader {
     failed: Option<Error>,
 }
 
-/// Smallest buffer allocated; growth doubles from there up to the message cap.
-const MIN_BUFFER: usize = 8 * 1024;
+/// Smallest buffer allocated; growth doubles from there up to the message cap. Small, because a
+/// server holds one reader per connection and most protocol messages are under 200 bytes: a
+/// busy stream grows its buffer in a few doublings, a quiet one stays cheap.
+const MIN_BUFFER: usize = 512;
 
 impl Reader {
     /// A reader with the given limits. It allocates nothing until bytes arrive.
@@ -251,6 +253,25 @@ impl Reader {
         let n = source.read(room)?;
         self.filled += n.min(room.len());
         Ok(n)
+    }
+
+    /// Frees the reader's buffers if no bytes are pending (between messages, everything fed
+    /// taken out), so that a stream that goes quiet costs only the `Reader` itself; the next
+    /// read allocates again. Stream offsets carry on. Returns whether anything was freed.
+    pub fn release_memory(&mut self) -> bool {
+        let idle = self.start == self.filled && self.state == State::Idle && self.failed.is_none();
+        let holds = self.buf.capacity() + self.tokens.capacity() + self.open.capacity() > 0;
+        if !(idle && holds) {
+            return false;
+        }
+        self.base += self.filled as u64;
+        self.filled = 0;
+        self.start = 0;
+        self.pos = 0;
+        self.buf = Vec::new();
+        self.tokens = Vec::new();
+        self.open = Vec::new();
+        true
     }
 
     /// Makes room for `wanted` more bytes after `filled` if it can by dropping released bytes:

@@ -149,6 +149,35 @@ fn frames_borrow_and_release() {
 }
 
 #[test]
+fn release_memory_only_between_messages() {
+    let mut reader = Reader::new(Limits::default());
+    assert!(!reader.release_memory(), "nothing allocated yet");
+    reader.feed(b"<request/> <ack lease=\"1\"").unwrap();
+    assert_eq!(reader.next_message().unwrap().unwrap().bytes, b"<request/>");
+    assert!(reader.next_message().unwrap().is_none());
+    // Half a message is pending: nothing is freed, nothing is lost.
+    assert!(!reader.release_memory());
+    reader.feed(b"/>\n").unwrap();
+    let frame = reader.next_message().unwrap().unwrap();
+    assert_eq!(
+        (frame.bytes, frame.offset),
+        (&b"<ack lease=\"1\"/>"[..], 11)
+    );
+    assert!(reader.next_message().unwrap().is_none());
+    assert!(reader.release_memory());
+    assert!(!reader.release_memory(), "freed already");
+    // Offsets carry on after the release, for frames and errors alike (43: the name `y`).
+    reader.feed(b"<request/><x></y>").unwrap();
+    assert_eq!(reader.next_message().unwrap().unwrap().offset, 28);
+    let error = reader.next_message().unwrap_err();
+    assert_eq!(
+        (error.kind, error.offset),
+        (ErrorKind::MismatchedCloseTag, 43)
+    );
+    assert!(!reader.release_memory(), "a failed stream keeps its state");
+}
+
+#[test]
 fn read_from_a_source() {
     let input = b"<a x=\"1\"/><b>text</b>".repeat(2000);
     // A source that hands out 7 bytes per read.
