@@ -228,37 +228,84 @@ impl RateModel {
 /// The largest `len` in `[1, max_len]` with `cost(lo, lo + len) <= budget_ops`, or 1 when even
 /// one number is over budget; 0 only when `max_len` is 0. `cost` must grow with `len`; if it
 /// does not, the answer is still within bounds. A non-finite cost counts as over budget.
-/// At most ~130 evaluations of `cost`; the answer is within 1/1024 of the exact one.
+/// The answer is within 1/1024 of the exact one.
+///
+/// It runs on the reactor for every assignment, and the cost model takes logarithms, so it
+/// guesses and interpolates instead of doubling from 1 and bisecting (some 45 evaluations): costs
+/// are nearly proportional to length, so scaling each probe by budget / cost brackets the
+/// answer within 2x in a few steps, and the secant through the bracket's ends then lands close
+/// to it. A secant step that does not halve the bracket is followed by a bisection, so a
+/// cost the secant models badly still converges, in at most ~200 evaluations.
 pub fn range_len(cost: impl Fn(u64, u64) -> f64, lo: u64, max_len: u64, budget_ops: f64) -> u64 {
     let max_len = max_len.min(u64::MAX - lo);
     if max_len == 0 {
         return 0;
     }
-    let fits = |len: u64| {
+    let ops_of = |len: u64| {
         let ops = cost(lo, lo + len);
-        ops.is_finite() && ops <= budget_ops
+        if ops.is_finite() {
+            ops
+        } else {
+            f64::INFINITY
+        }
     };
-    if fits(max_len) {
+    let top = ops_of(max_len);
+    if top <= budget_ops {
         return max_len;
     }
-    // Invariant: `good` fits (or is 0), `bad` does not.
-    let (mut good, mut bad) = (0u64, max_len);
-    let mut probe = 1u64;
-    while probe < bad {
-        if fits(probe) {
-            good = probe;
-            probe = probe.saturating_mul(2);
+    // Invariant: `good` fits (or is 0, which costs nothing), `bad` does not.
+    let (mut good, mut good_ops) = (0u64, 0.0f64);
+    let (mut bad, mut bad_ops) = (max_len, top);
+    // Bracket within a factor of 2: scale each probe by budget / cost (as if cost were
+    // proportional to length), a hair further so that the ends straddle the answer, by at
+    // most 1024x a step.
+    let mut probe = max_len;
+    let mut ops = top;
+    while bad - good > 1 && bad > good.saturating_mul(2) {
+        let scale = budget_ops / ops;
+        let scale = if ops <= budget_ops {
+            (scale * 1.002).clamp(1.002, 1024.0)
         } else {
-            bad = probe;
+            (scale * 0.998).clamp(1.0 / 1024.0, 0.998)
+        };
+        // `as` saturates, and NaN becomes 0, which the clamp lifts.
+        probe = ((probe as f64 * scale) as u64).clamp(good + 1, bad - 1);
+        ops = ops_of(probe);
+        if ops <= budget_ops {
+            (good, good_ops) = (probe, ops);
+        } else {
+            (bad, bad_ops) = (probe, ops);
         }
     }
+    // Then the secant, which is accurate over a factor of 2, each probe a hair past its estimate
+    // towards the end that did not move last; a step that does not halve the bracket is
+    // followed by a bisection.
+    let mut bisect_next = false;
+    let mut good_moved_last = true;
     while bad - good > 1 && bad - good > good / 1024 {
-        let middle = good + (bad - good) / 2;
-        if fits(middle) {
-            good = middle;
+        let span = bad - good;
+        let probe = if bisect_next || !(bad_ops.is_finite() && bad_ops > good_ops) {
+            good + span / 2
         } else {
-            bad = middle;
+            let share = (budget_ops - good_ops) / (bad_ops - good_ops);
+            let estimate = good as f64 + share * span as f64;
+            let nudge = (estimate / 2048.0).max(1.0);
+            let aimed = if good_moved_last {
+                estimate + nudge
+            } else {
+                estimate - nudge
+            };
+            // `as` saturates, and NaN becomes 0, which the clamp lifts.
+            (aimed as u64).clamp(good + 1, bad - 1)
+        };
+        let ops = ops_of(probe);
+        good_moved_last = ops <= budget_ops;
+        if good_moved_last {
+            (good, good_ops) = (probe, ops);
+        } else {
+            (bad, bad_ops) = (probe, ops);
         }
+        bisect_next = !bisect_next && bad - good > span / 2;
     }
     good.max(1)
 }
@@ -314,6 +361,69 @@ mod tests {
         // A model that shrinks with len still yields something in bounds.
         let len = range_len(|lo, hi| 1e9 / (hi - lo) as f64, 1, 1 << 20, 1e3);
         assert!((1..=1 << 20).contains(&len));
+    }
+
+    /// Evaluations of `cost` that `range_len` makes, and its answer.
+    fn counted(cost: impl Fn(u64, u64) -> f64, lo: u64, max_len: u64, budget: f64) -> (usize, u64) {
+        let calls = std::cell::Cell::new(0);
+        let len = range_len(
+            |a, b| {
+                calls.set(calls.get() + 1);
+                cost(a, b)
+            },
+            lo,
+            max_len,
+            budget,
+        );
+        (calls.get(), len)
+    }
+
+    #[test]
+    fn range_len_needs_few_evaluations_of_the_real_cost_model() {
+        let sieve = |lo: u64, hi: u64| compute::cost::ops(compute::Algorithm::Sieve, lo, hi);
+        let mut all = Vec::new();
+        for lo in [1u64, 1_000_000, 1_000_000_000, 1_000_000_000_000, 1 << 50] {
+            // From a probe's budget to 15 s of a fast multi-core compute.
+            for budget in [1e7, 1e9, 1e11, 1e12] {
+                let (calls, len) = counted(sieve, lo, 1 << 40, budget);
+                all.push(calls);
+                // Doubling from 1 and bisecting took 30 to 45.
+                assert!(calls <= 24, "lo {lo} budget {budget}: {calls} evaluations");
+                if len > 1 && len < 1 << 40 {
+                    assert!(sieve(lo, lo + len) <= budget);
+                    assert!(
+                        sieve(lo, lo + len + len / 512 + 1) > budget,
+                        "lo {lo} budget {budget}"
+                    );
+                }
+            }
+        }
+        all.sort_unstable();
+        eprintln!("evaluations: {all:?}");
+        assert!(all[all.len() / 2] <= 20, "median {}", all[all.len() / 2]);
+    }
+
+    #[test]
+    fn range_len_converges_where_the_secant_is_poor() {
+        // A step: cheap, then suddenly far dearer; and a cost flat in places.
+        let step = |lo: u64, hi: u64| {
+            let len = (hi - lo) as f64;
+            if hi - lo < 1_000_000 {
+                len
+            } else {
+                len * 1e6
+            }
+        };
+        let (calls, len) = counted(step, 5, 1 << 40, 5e5);
+        assert!((499_500..=500_000).contains(&len), "{len}");
+        assert!(calls <= 200, "{calls}");
+        let (calls, len) = counted(step, 5, 1 << 40, 2e12);
+        assert!((1_999_000..=2_000_000).contains(&len), "{len}");
+        assert!(calls <= 200, "{calls}");
+        let stairs = |lo: u64, hi: u64| ((hi - lo) / 4096 * 4096) as f64;
+        let (calls, len) = counted(stairs, 1, 1 << 40, 1e9);
+        assert!((999_000_000..=1_000_005_000).contains(&len), "{len}");
+        assert!(calls <= 200, "{calls}");
     }
 
     #[test]

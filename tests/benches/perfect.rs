@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use sigma_tests::cluster::report_status;
+use sigma_tests::cluster::{final_state, report_status};
 use sigma_tests::faults::numbers_per_second;
 use sigma_tests::{Manage, PERFECT_NUMBERS};
 
@@ -42,7 +42,6 @@ fn main() {
         Manage::start_quiet(&["--until", &until_arg, "--exit-when-done", "--local", "1"]);
     let address = manage.address_arg();
     let mut shown = Vec::new();
-    let mut last = None;
     // Generous: a tenth of the one-thread rate near 10^9 on every core.
     let bound = Duration::from_secs(3600 * 6);
     loop {
@@ -58,9 +57,7 @@ fn main() {
                         );
                     }
                 }
-                let done = status.done;
-                last = Some(status);
-                if done {
+                if status.done {
                     break;
                 }
             }
@@ -77,11 +74,18 @@ fn main() {
         .wait_exit(Duration::from_secs(60))
         .expect("manage exits after the search (--exit-when-done)");
     assert!(status.success(), "manage ended with {status}");
+    // The last word is manage's own: what it recorded when it stopped.
+    let (tested, frontier, perfect) = final_state(&manage.process);
+    assert_eq!(
+        (tested, frontier),
+        (until, until + 1),
+        "manage's final count"
+    );
+    assert_eq!(perfect, expected, "the perfect numbers manage recorded");
     shown.sort_unstable();
-    assert_eq!(shown, expected, "the perfect numbers found");
-    let tested = last.map_or(0, |s| s.tested);
+    assert_eq!(shown, expected, "the perfect numbers report showed");
     eprintln!(
-        "all {} found; 1..={until} done in {seconds:.1} s ({:.1} M numbers/s; last status seen: {tested} tested)",
+        "all {} found; 1..={until} done in {seconds:.1} s ({:.1} M numbers/s), {tested} numbers tested",
         expected.len(),
         until as f64 / seconds / 1e6,
     );
