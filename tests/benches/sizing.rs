@@ -44,7 +44,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// When a range ran, relative to the competing load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// A compute's first range: a short probe, sized small on purpose.
+    /// A compute's first range (and a second one when the first was too quick to time): a
+    /// short probe, sized small on purpose.
     Probe,
     /// Assigned and finished before the load began.
     Quiet,
@@ -253,7 +254,8 @@ fn classify(
         let mut recovery = 0;
         let mut recovered = false;
         for (index, (lease, result)) in mine.iter().enumerate() {
-            let phase = if index == 0 {
+            // A probe too quick to time is followed by another probe.
+            let phase = if index == 0 || (lease.predicted_ms as f64) < 500.0 * target {
                 Phase::Probe
             } else if lease.lease > last_quiet_lease {
                 Phase::Loaded
