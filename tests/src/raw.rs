@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// The hello of protocol.md, as a compute sends it.
 pub const HELLO: &str =
-    r#"<hello version="1" host="h" pid="1" threads="1" algorithm="sieve" ops-per-sec="1000000"/>"#;
+    r#"<hello version="2" host="h" pid="1" threads="1" algorithm="sieve" ops-per-sec="1000000"/>"#;
 
 /// How long a reply may take on loopback before a test calls it missing.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
