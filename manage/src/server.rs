@@ -30,6 +30,7 @@ use xmlwire::protocol::{
     FlaggedCompute, FoundPerfect, Hello, Hex, Job, JobResult, JobStatus, LeaseStatus, Message,
     Output, Run, Schedule, Status, Stopping, Wait, Welcome, WorkResult,
 };
+use xmlwire::liveness::{Liveness, SILENCE_LIMIT};
 use xmlwire::{auth, Limits, XmlStr};
 
 use crate::connection::{AuthState, Connection, ReadOutcome, Role};
@@ -390,6 +391,9 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    if let Err(e) = compute::net::keep_alive(&stream) {
+                        log::debug!("cannot turn TCP keepalive on for {peer}: {e}");
+                    }
                     let entry = self.connections.vacant_entry();
                     let token = Token(entry.key());
                     if let Err(e) =
@@ -562,6 +566,9 @@ impl Server {
                 Ok(None) => return,
                 Ok(Some(frame)) => {
                     connection.last_heard = now;
+                    if let Some(liveness) = &mut connection.liveness {
+                        liveness.heard(now);
+                    }
                     match protocol::decode(&frame) {
                         Ok(message) => self.core.handle(
                             key,
@@ -593,6 +600,11 @@ impl Server {
                     After::Close
                 }
             };
+            if let Some(connection) = self.connections.get_mut(key) {
+                if matches!(connection.role, Role::Control(_)) && connection.liveness.is_none() {
+                    connection.liveness = Some(Liveness::new(now));
+                }
+            }
             self.mark_dirty(key);
             self.deliver();
             match after {
@@ -763,6 +775,7 @@ impl Server {
                 })
                 .map(|(key, _)| key)
                 .collect();
+            self.heartbeats(now);
             for key in silent {
                 if let Some(connection) = self.connections.get_mut(key) {
                     let reply = ErrorMessage {
@@ -777,6 +790,51 @@ impl Server {
                 }
                 self.mark_dirty(key);
             }
+        }
+    }
+
+    /// Control connections: a heartbeat to each that was sent nothing for the interval, and
+    /// the computes whose control connection was silent for the limit are closed (both
+    /// connections; the lease goes back to the pool).
+    fn heartbeats(&mut self, now: Instant) {
+        let mut silent = Vec::new();
+        let mut due = Vec::new();
+        for (key, connection) in self.connections.iter_mut() {
+            let (Role::Control(id), Some(liveness)) = (connection.role, &mut connection.liveness)
+            else {
+                continue;
+            };
+            if connection.closed || connection.closing {
+                continue;
+            }
+            if liveness.silent(now) {
+                silent.push((key, id, liveness.silent_for(now)));
+            } else if liveness.heartbeat_due(now) {
+                Message::Heartbeat.encode(&mut connection.outbox);
+                liveness.sent(now);
+                due.push(key);
+            }
+        }
+        for key in due {
+            self.mark_dirty(key);
+        }
+        for (key, id, quiet) in silent {
+            let why = format!(
+                "silent for {:.1} s: no heartbeat on its control connection (limit {} s)",
+                quiet.as_secs_f64(),
+                SILENCE_LIMIT.as_secs()
+            );
+            log::warn!("compute {id} {why}; closing its connections");
+            let work = self
+                .core
+                .links
+                .get(&id)
+                .filter(|l| l.control == Some(key))
+                .map(|l| l.work);
+            if let Some(work) = work {
+                self.close(work, &why);
+            }
+            self.close(key, &why);
         }
     }
 
@@ -1109,6 +1167,7 @@ impl Core {
                 }
                 self.run(key, peer, outbox, run, now_ms)
             }
+            (Role::Control(_), Message::Heartbeat) => After::Continue,
             (Role::Control(id), Message::JobResult(result)) => {
                 self.job_result(id, result, now_ms);
                 After::Continue
