@@ -54,6 +54,8 @@ pub struct Config {
     pub exit_when_done: bool,
     pub local_computes: usize,
     pub shutdown_grace: Duration,
+    /// The shortest lease deadline.
+    pub lease_floor: Duration,
 }
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -222,6 +224,7 @@ pub fn run(config: Config) -> Result<(), String> {
     );
     let mut scheduler_config = SchedulerConfig::new(recovered.start, recovered.until);
     scheduler_config.sizing.target_ms = config.target.as_millis().max(1) as u64;
+    scheduler_config.deadline_floor_ms = config.lease_floor.as_millis().max(1) as u64;
     scheduler_config.double_check = config.double_check;
     let snapshot = Snapshot {
         start: recovered.start,
