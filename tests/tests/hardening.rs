@@ -646,6 +646,8 @@ fn ten_thousand_idle_connections() {
         process,
         address,
         state,
+        netns: None,
+        report_netns: None,
     };
     let mut victim = FakeCompute::join(manage.address);
     let baseline = rss_kib(manage.process.pid());
