@@ -519,10 +519,21 @@ fn drive(joined: Vec<Joined>, ready: mpsc::Sender<()>, go: mpsc::Receiver<Window
     let mut waiting: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let mut events = Events::with_capacity(1024);
     let mut scratch = [0u8; 4096];
+    // manage gives up a compute whose control connection is silent for 15 s.
+    let mut next_heartbeat = Instant::now() + xmlwire::liveness::HEARTBEAT_INTERVAL;
     loop {
         let now = Instant::now();
         if now >= window.end {
             break;
+        }
+        if now >= next_heartbeat {
+            next_heartbeat = now + xmlwire::liveness::HEARTBEAT_INTERVAL;
+            for client in clients.iter_mut() {
+                if let Some(control) = &mut client.control {
+                    // 12 bytes into an idle socket: a short write cannot happen in practice.
+                    let _ = control.write(b"<heartbeat/>");
+                }
+            }
         }
         while let Some(&Reverse((at, i))) = waiting.peek() {
             if at > now {
@@ -531,7 +542,7 @@ fn drive(joined: Vec<Joined>, ready: mpsc::Sender<()>, go: mpsc::Receiver<Window
             waiting.pop();
             clients[i].request(poll.registry(), Token(2 * i));
         }
-        let mut timeout = window.end - now;
+        let mut timeout = (window.end - now).min(next_heartbeat.saturating_duration_since(now));
         if let Some(&Reverse((at, _))) = waiting.peek() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }

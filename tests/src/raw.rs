@@ -49,6 +49,17 @@ impl Raw {
         }
     }
 
+    /// Wraps a connected socket (one a test accepted, playing manage).
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        Raw {
+            stream,
+            pending: Vec::new(),
+            eof: false,
+        }
+    }
+
     /// Sends all of `bytes`.
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) -> io::Result<()> {
         self.stream.write_all(bytes.as_ref())

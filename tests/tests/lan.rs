@@ -82,10 +82,10 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
     let compute_hosts = &lan.hosts[1..4];
 
     // Three one-thread computes on two cores, one of them cut off for a while: sized for about
-    // 50 s at one and a half times one thread's rate now.
-    let rate = numbers_per_second(1_000_000_000).clamp(5e6, 6e7);
+    // 40 s at one and a half times one thread's rate now (one sample, kept within reason).
+    let rate = numbers_per_second(1_000_000_000).clamp(5e6, 2e8);
     let start = 1;
-    let until = round_size(rate * 1.5 * 50.0, 200_000_000);
+    let until = round_size(rate * 1.5 * 40.0, 200_000_000);
     let until_arg = until.to_string();
     let args = [
         "--start",
