@@ -279,7 +279,9 @@ impl Worker {
         let end = self.work(&mut link);
         control.close();
         Ok(match end {
-            SessionEnd::Lost(why) if self.manage_silent.load(Ordering::Relaxed) => {
+            SessionEnd::Lost(why)
+                if self.manage_silent.load(Ordering::Relaxed) && !why.starts_with("manage silent") =>
+            {
                 SessionEnd::Lost(format!(
                     "manage silent for {} s, no heartbeat ({why})",
                     SILENCE_LIMIT.as_secs()
@@ -352,7 +354,7 @@ impl Worker {
                 // The scan goes on: its result is delivered after reconnecting, and counts
                 // for every number nobody else finished meanwhile.
                 lost = Some(format!(
-                    "manage silent for {} s (no heartbeat)",
+                    "manage silent for {} s, no heartbeat",
                     SILENCE_LIMIT.as_secs()
                 ));
             }
