@@ -280,7 +280,8 @@ impl Worker {
         control.close();
         Ok(match end {
             SessionEnd::Lost(why)
-                if self.manage_silent.load(Ordering::Relaxed) && !why.starts_with("manage silent") =>
+                if self.manage_silent.load(Ordering::Relaxed)
+                    && !why.starts_with("manage silent") =>
             {
                 SessionEnd::Lost(format!(
                     "manage silent for {} s, no heartbeat ({why})",

@@ -9,9 +9,7 @@
 use std::os::fd::AsFd;
 
 use nix::sys::socket::{setsockopt, sockopt};
-use xmlwire::liveness::{
-    KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES, TCP_USER_TIMEOUT,
-};
+use xmlwire::liveness::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES, TCP_USER_TIMEOUT};
 
 /// Turns TCP keepalive on (first probe after 10 s idle, then every 5 s, failing after 3
 /// unanswered: a dead peer of an idle connection is noticed within 25 s) and sets the user
@@ -52,6 +50,9 @@ mod tests {
         assert_eq!(getsockopt(&stream, sockopt::TcpKeepIdle).unwrap(), 10);
         assert_eq!(getsockopt(&stream, sockopt::TcpKeepInterval).unwrap(), 5);
         assert_eq!(getsockopt(&stream, sockopt::TcpKeepCount).unwrap(), 3);
-        assert_eq!(getsockopt(&stream, sockopt::TcpUserTimeout).unwrap(), 20_000);
+        assert_eq!(
+            getsockopt(&stream, sockopt::TcpUserTimeout).unwrap(),
+            20_000
+        );
     }
 }

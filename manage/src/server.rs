@@ -25,12 +25,12 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
+use xmlwire::liveness::{Liveness, SILENCE_LIMIT};
 use xmlwire::protocol::{
     self, Ack, Algorithm as WireAlgorithm, Challenge, ComputeStatus, ErrorCode, ErrorMessage,
     FlaggedCompute, FoundPerfect, Hello, Hex, Job, JobResult, JobStatus, LeaseStatus, Message,
     Output, Run, Schedule, Status, Stopping, Wait, Welcome, WorkResult,
 };
-use xmlwire::liveness::{Liveness, SILENCE_LIMIT};
 use xmlwire::{auth, Limits, XmlStr};
 
 use crate::connection::{AuthState, Connection, ReadOutcome, Role};

@@ -171,7 +171,14 @@ impl Lan {
     /// Pulls host `i`'s cable: its bridge port goes down, and nothing it sends arrives (it is
     /// not told: no FIN, no RST).
     pub fn cut(&self, i: usize) {
-        must(&["-n", &self.switch, "link", "set", &self.hosts[i].port, "down"]);
+        must(&[
+            "-n",
+            &self.switch,
+            "link",
+            "set",
+            &self.hosts[i].port,
+            "down",
+        ]);
     }
 
     /// Plugs host `i`'s cable back in.

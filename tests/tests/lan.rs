@@ -240,7 +240,10 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
     let rejoined = eventually(Duration::from_secs(45), || {
         count(&computes[victim].stderr_lines(), " as compute ") > joins_before
     });
-    assert!(rejoined, "the compute did not rejoin within 45 s of the reconnection");
+    assert!(
+        rejoined,
+        "the compute did not rejoin within 45 s of the reconnection"
+    );
     let new_id = {
         let lines = computes[victim].stderr_lines();
         let line = lines
@@ -264,7 +267,10 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
             l.contains("] result of lease ") && l.contains(&format!(" from compute {new_id}: "))
         })
     });
-    assert!(worked, "the reconnected compute {new_id} delivered no result within 30 s");
+    assert!(
+        worked,
+        "the reconnected compute {new_id} delivered no result within 30 s"
+    );
     let status = poll_status(&manage, deadline, "the compute is listed again", |s| {
         s.computes.iter().any(|c| c.pid == victim_pid)
     });
@@ -278,7 +284,10 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
             .starts_with(&format!("{}:", lan.hosts[victim_host].address)),
         "the reconnected compute comes from its own address: {doc:?}"
     );
-    assert!(!status.done, "the search ended before manage's restart: size it larger");
+    assert!(
+        !status.done,
+        "the search ended before manage's restart: size it larger"
+    );
 
     // 4. manage is SIGKILLed mid-run and restarted on the same state and address.
     let acked = acknowledged(&manage);
@@ -295,7 +304,9 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
 
     // 5. The search finishes exactly, with every compute back, each from its own address.
     let expected = perfect_between(start, until + 1);
-    let within = deadline.saturating_duration_since(Instant::now()).max(5 * SECOND);
+    let within = deadline
+        .saturating_duration_since(Instant::now())
+        .max(5 * SECOND);
     let status = manage.wait_done(within);
     assert_eq!(status.tested, until - start + 1, "tested: {status:?}");
     assert_eq!(status.frontier, until + 1, "frontier: {status:?}");

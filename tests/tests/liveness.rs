@@ -68,7 +68,11 @@ fn manage_heartbeats_and_closes_a_silent_compute() {
         closed >= SILENCE_LIMIT - SECOND && closed <= SILENCE_LIMIT + MARGIN,
         "closed after {closed:?}, limit {SILENCE_LIMIT:?}"
     );
-    assert_eq!(silent_work.next(MARGIN), Next::Closed, "its work connection too");
+    assert_eq!(
+        silent_work.next(MARGIN),
+        Next::Closed,
+        "its work connection too"
+    );
     manage
         .process
         .wait_for_stderr(&format!("compute {silent_id} silent for "), SECOND)
@@ -80,7 +84,11 @@ fn manage_heartbeats_and_closes_a_silent_compute() {
     }
     let status = manage.status();
     let listed: Vec<u64> = status.computes.iter().map(|c| c.id).collect();
-    assert_eq!(listed, vec![live_id], "only the heartbeating compute is left");
+    assert_eq!(
+        listed,
+        vec![live_id],
+        "only the heartbeating compute is left"
+    );
 }
 
 #[test]
@@ -96,7 +104,9 @@ fn a_compute_gives_up_a_silent_manage_and_reconnects() {
         other => panic!("expected a hello: {other:?}"),
     }
     work.send_ok(r#"<welcome compute-id="7" target-ms="1000" session="00ff" nonce="0011"/>"#);
-    let (stream, _) = listener.accept().expect("the compute opens its control connection");
+    let (stream, _) = listener
+        .accept()
+        .expect("the compute opens its control connection");
     let mut control = Raw::from_stream(stream);
     let opened = Instant::now();
     match control.next(5 * SECOND) {

@@ -550,7 +550,11 @@ const DECODE_ERRORS: &[(&str, Problem, &str)] = &[
         "request",
     ),
     (r#"<bye><now/></bye>"#, Problem::UnknownElement, "now"),
-    (r#"<heartbeat><now/></heartbeat>"#, Problem::UnknownElement, "now"),
+    (
+        r#"<heartbeat><now/></heartbeat>"#,
+        Problem::UnknownElement,
+        "now",
+    ),
     (
         r#"<request again="1"/>"#,
         Problem::UnknownAttribute,
