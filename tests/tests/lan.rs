@@ -74,10 +74,11 @@ fn count(lines: &[String], needle: &str) -> usize {
 
 #[test]
 fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
+    // First, so that a machine that cannot run it says so at once; and declared first, so
+    // dropped last: after every process in its namespaces.
+    let lan = Lan::create(5);
     sigma_tests::binary("manage");
     let started = Instant::now();
-    // Declared first, so dropped last: after every process in its namespaces.
-    let lan = Lan::create(5);
     let (manage_host, desk) = (&lan.hosts[0], &lan.hosts[4]);
     let compute_hosts = &lan.hosts[1..4];
 
