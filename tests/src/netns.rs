@@ -4,8 +4,8 @@
 //! inside these namespaces, which have no route anywhere else, so nothing outside them is ever
 //! contacted.
 //!
-//! Names carry the test process's pid (`sgm<pid>-sw`, `sgm<pid>-h<i>`), so reruns and parallel
-//! runs do not collide; namespaces left by an earlier run whose process is gone are deleted
+//! Names carry the test process's pid and a count of the LANs it made (`sgm<pid>-<n>-sw`,
+//! `sgm<pid>-<n>-h<i>`), so reruns, parallel runs and parallel tests do not collide; namespaces left by an earlier run whose process is gone are deleted
 //! first. Everything is torn down when the [`Lan`] is dropped, also when the test panics
 //! (deleting a namespace deletes the veths in it). Drop every process started in the
 //! namespaces before the `Lan` (declare the `Lan` first): a namespace lives on while a process
@@ -16,6 +16,7 @@
 
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Prefix of every namespace this module creates.
 const PREFIX: &str = "sgm";
@@ -41,6 +42,8 @@ pub struct Lan {
     pub hosts: Vec<Host>,
     /// Every namespace created so far, deleted on drop.
     created: Vec<String>,
+    /// The prefix of its namespaces' names, `sgm<pid>-<n>-`.
+    tag: String,
 }
 
 /// Runs `ip ARGS`; `Err` with what it printed when it fails.
@@ -114,11 +117,17 @@ impl Lan {
             panic!("the LAN test needs the `ip` command: {e} (apt-get install -y iproute2)");
         }
         remove_stale();
-        let tag = format!("{PREFIX}{}", std::process::id());
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let tag = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed)
+        );
         let mut lan = Lan {
             switch: format!("{tag}-sw"),
             hosts: Vec::new(),
             created: Vec::new(),
+            tag: format!("{tag}-"),
         };
         lan.add_netns(&lan.switch.clone());
         let sw = lan.switch.clone();
@@ -168,6 +177,11 @@ impl Lan {
         self.created.push(name.to_string());
     }
 
+    /// The prefix of its namespaces' names, for [`leftover`].
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
     /// Pulls host `i`'s cable: its bridge port goes down, and nothing it sends arrives (it is
     /// not told: no FIN, no RST).
     pub fn cut(&self, i: usize) {
@@ -197,14 +211,13 @@ impl Drop for Lan {
     }
 }
 
-/// The namespaces this module's prefix names now (for checking the teardown).
-pub fn leftover(pid: u32) -> Vec<String> {
-    let tag = format!("{PREFIX}{pid}-");
+/// The namespaces whose names start with `tag` ([`Lan::tag`]) now, for checking the teardown.
+pub fn leftover(tag: &str) -> Vec<String> {
     ip(&["netns", "list"])
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&tag))
+        .filter(|n| n.starts_with(tag))
         .map(str::to_string)
         .collect()
 }

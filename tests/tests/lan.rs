@@ -351,10 +351,44 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
     );
 
     // Everything is torn down.
+    let tag = lan.tag().to_string();
     drop(computes);
     drop(manage);
     drop(old);
     drop(lan);
-    let left = leftover(std::process::id());
+    let left = leftover(&tag);
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+/// A test that fails half-way leaves nothing behind: its processes are killed and reaped, its
+/// namespaces (and the veths in them) deleted.
+#[test]
+fn a_failing_test_leaves_no_namespace_and_no_process() {
+    sigma_tests::binary("compute");
+    let mut pid = 0;
+    let mut tag = String::new();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let lan = Lan::create(2);
+        tag = lan.tag().to_string();
+        let address = format!("{}:8128", lan.hosts[0].address);
+        // Nothing listens there: the compute keeps trying to connect.
+        let compute = Process::start_in(&lan.hosts[1].netns, "compute", &[&address], |_| {});
+        pid = compute.pid();
+        assert!(
+            compute
+                .wait_for_stderr("reconnecting in", Duration::from_secs(30))
+                .is_some(),
+            "the compute runs in its namespace and finds no manage"
+        );
+        panic!("failing on purpose, with a compute running in the LAN");
+    }));
+    assert!(outcome.is_err(), "the closure panicked");
+    assert!(pid != 0, "the compute was started");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the compute (pid {pid}) was killed and reaped"
+    );
+    assert!(!tag.is_empty(), "the LAN was made");
+    let left = leftover(&tag);
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
