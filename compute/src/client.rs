@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use xmlwire::liveness::{Liveness, SILENCE_LIMIT};
 use xmlwire::protocol::{self, ErrorCode, Message, PerfectList, WorkResult};
 use xmlwire::{Limits, Reader, XmlStr};
 
@@ -111,6 +112,7 @@ pub fn run(options: Options) -> Result<(), String> {
         token,
         undelivered: None,
         sandbox,
+        manage_silent: Arc::new(AtomicBool::new(false)),
     };
     me.run()
 }
@@ -168,6 +170,9 @@ struct Worker {
     undelivered: Option<Finished>,
     /// Set with `--accept-jobs`: how jobs run.
     sandbox: Option<Arc<SandboxConfig>>,
+    /// Set by the control thread of the current session when manage fell silent (no message,
+    /// not even a heartbeat, for the silence limit): the session is lost.
+    manage_silent: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -259,10 +264,32 @@ impl Worker {
             link.send(&auth).map_err(|e| format!("sending auth: {e}"))?;
         }
         log::info!("joined manage at {} as compute {compute_id}", self.address);
-        let control = Control::open(self.address, compute_id, &session, self.sandbox.clone())?;
+        let work_socket = link
+            .stream
+            .try_clone()
+            .map_err(|e| format!("cloning the work socket: {e}"))?;
+        let control = Control::open(
+            self.address,
+            compute_id,
+            &session,
+            self.sandbox.clone(),
+            work_socket,
+        )?;
+        self.manage_silent = Arc::clone(&control.silent);
         let end = self.work(&mut link);
         control.close();
-        Ok(end)
+        Ok(match end {
+            SessionEnd::Lost(why)
+                if self.manage_silent.load(Ordering::Relaxed)
+                    && !why.starts_with("manage silent") =>
+            {
+                SessionEnd::Lost(format!(
+                    "manage silent for {} s, no heartbeat ({why})",
+                    SILENCE_LIMIT.as_secs()
+                ))
+            }
+            end => end,
+        })
     }
 
     fn work(&mut self, link: &mut Link) -> SessionEnd {
@@ -324,6 +351,14 @@ impl Worker {
         let mut next_report = started + PROGRESS_INTERVAL;
         while !scanner.is_finished() {
             thread::sleep(Duration::from_millis(10));
+            if lost.is_none() && self.manage_silent.load(Ordering::Relaxed) {
+                // The scan goes on: its result is delivered after reconnecting, and counts
+                // for every number nobody else finished meanwhile.
+                lost = Some(format!(
+                    "manage silent for {} s, no heartbeat",
+                    SILENCE_LIMIT.as_secs()
+                ));
+            }
             if lost.is_none() && Instant::now() >= next_report {
                 next_report += PROGRESS_INTERVAL;
                 let done = progress.load(Ordering::Relaxed);
@@ -476,6 +511,9 @@ impl Link {
         let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
             .map_err(|e| format!("connecting: {e}"))?;
         let _ = stream.set_nodelay(true);
+        if let Err(e) = crate::net::keep_alive(&stream) {
+            log::warn!("cannot turn TCP keepalive on: {e}");
+        }
         stream
             .set_read_timeout(Some(REPLY_TIMEOUT))
             .and_then(|()| stream.set_write_timeout(Some(REPLY_TIMEOUT)))
@@ -520,6 +558,8 @@ struct Control {
     /// A handle on the same socket, to wake the thread by shutting the socket down.
     socket: TcpStream,
     watcher: JoinHandle<()>,
+    /// Set by the thread when manage fell silent.
+    silent: Arc<AtomicBool>,
 }
 
 impl Control {
@@ -528,9 +568,13 @@ impl Control {
         compute_id: u64,
         session: &str,
         sandbox: Option<Arc<SandboxConfig>>,
+        work: TcpStream,
     ) -> Result<Control, String> {
         let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
             .map_err(|e| format!("opening the control connection: {e}"))?;
+        if let Err(e) = crate::net::keep_alive(&stream) {
+            log::warn!("cannot turn TCP keepalive on: {e}");
+        }
         let hex = protocol::Hex::new(session)
             .ok_or_else(|| "manage sent a session that is not hex".to_string())?;
         let mut out = Vec::new();
@@ -549,11 +593,24 @@ impl Control {
         stream
             .set_nonblocking(true)
             .map_err(|e| format!("control socket: {e}"))?;
+        let silent = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&silent);
         let watcher = thread::Builder::new()
             .name("control".into())
-            .spawn(move || watch_control(stream, sandbox))
+            .spawn(move || {
+                if watch_control(stream, sandbox) == ControlEnd::Silent {
+                    // Wake the work thread wherever it waits on manage: a blocked read
+                    // returns, and the next write fails.
+                    flag.store(true, Ordering::Relaxed);
+                    let _ = work.shutdown(SocketShutdown::Both);
+                }
+            })
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
-        Ok(Control { socket, watcher })
+        Ok(Control {
+            socket,
+            watcher,
+            silent,
+        })
     }
 
     fn close(self) {
@@ -563,17 +620,28 @@ impl Control {
     }
 }
 
+/// Why the control thread returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ControlEnd {
+    /// The connection ended or failed (or the work thread closed it).
+    Closed,
+    /// manage sent nothing, not even a heartbeat, for the silence limit.
+    Silent,
+}
+
 /// The control thread: a mio poll on the control socket. On `<shutdown>` it sends this process
 /// SIGINT, the same path as Ctrl-C; a `<job>` (with a sandbox) starts a job thread, whose result
-/// comes back through `results` and the waker and is written here. It returns when the
-/// connection ends (results of jobs still running are then dropped).
-fn watch_control(stream: TcpStream, sandbox: Option<Arc<SandboxConfig>>) {
+/// comes back through `results` and the waker and is written here. It sends `<heartbeat/>` when
+/// it has sent nothing for the heartbeat interval, and gives manage up when it has heard nothing
+/// for the silence limit ([`xmlwire::liveness`]). It returns when the connection ends (results
+/// of jobs still running are then dropped).
+fn watch_control(stream: TcpStream, sandbox: Option<Arc<SandboxConfig>>) -> ControlEnd {
     const CONTROL: mio::Token = mio::Token(0);
     const WAKE: mio::Token = mio::Token(1);
     let mut socket = mio::net::TcpStream::from_std(stream);
     let Ok(mut poll) = mio::Poll::new() else {
         log::error!("cannot create the control poll");
-        return;
+        return ControlEnd::Closed;
     };
     if poll
         .registry()
@@ -581,26 +649,56 @@ fn watch_control(stream: TcpStream, sandbox: Option<Arc<SandboxConfig>>) {
         .is_err()
     {
         log::error!("cannot watch the control connection");
-        return;
+        return ControlEnd::Closed;
     }
     let waker = match mio::Waker::new(poll.registry(), WAKE) {
         Ok(waker) => Arc::new(waker),
         Err(e) => {
             log::error!("cannot create the control waker: {e}");
-            return;
+            return ControlEnd::Closed;
         }
     };
     let (results, finished) = mpsc::channel::<Vec<u8>>();
     let mut pending: Vec<u8> = Vec::new();
     let mut events = mio::Events::with_capacity(8);
     let mut reader = Reader::new(Limits::default());
+    let mut liveness = Liveness::new(Instant::now());
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let timeout = liveness
+            .next_deadline()
+            .saturating_duration_since(Instant::now());
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             log::error!("control poll failed: {e}");
-            return;
+            return ControlEnd::Closed;
+        }
+        // Drain to WouldBlock: mio reports readiness once per change.
+        let mut heard = false;
+        loop {
+            match reader.read_from(&mut socket) {
+                Ok(0) => return ControlEnd::Closed,
+                Ok(_) => heard = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory => break,
+                Err(_) => return ControlEnd::Closed,
+            }
+        }
+        let now = Instant::now();
+        if heard {
+            liveness.heard(now);
+        }
+        if liveness.silent(now) {
+            log::warn!(
+                "manage sent nothing on the control connection for {:.1} s: giving it up",
+                liveness.silent_for(now).as_secs_f64()
+            );
+            return ControlEnd::Silent;
+        }
+        if liveness.heartbeat_due(now) {
+            Message::Heartbeat.encode(&mut pending);
         }
         // Job results to send: queue them, then write what the socket takes.
         while let Ok(bytes) = finished.try_recv() {
@@ -608,15 +706,16 @@ fn watch_control(stream: TcpStream, sandbox: Option<Arc<SandboxConfig>>) {
         }
         while !pending.is_empty() {
             match socket.write(&pending) {
-                Ok(0) => return,
+                Ok(0) => return ControlEnd::Closed,
                 Ok(n) => {
                     pending.drain(..n);
+                    liveness.sent(now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::warn!("cannot send a job result: {e}");
-                    return;
+                    return ControlEnd::Closed;
                 }
             }
         }
@@ -631,18 +730,7 @@ fn watch_control(stream: TcpStream, sandbox: Option<Arc<SandboxConfig>>) {
             .is_err()
         {
             log::error!("cannot watch the control connection");
-            return;
-        }
-        // Drain to WouldBlock: mio reports readiness once per change.
-        loop {
-            match reader.read_from(&mut socket) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::OutOfMemory => break,
-                Err(_) => return,
-            }
+            return ControlEnd::Closed;
         }
         loop {
             match reader.next_message() {
@@ -656,6 +744,7 @@ fn watch_control(stream: TcpStream, sandbox: Option<Arc<SandboxConfig>>) {
                             log::error!("cannot signal ourselves: {e}");
                         }
                     }
+                    Ok(Message::Heartbeat) => {}
                     Ok(Message::Job(job)) => match &sandbox {
                         Some(config) => {
                             start_job(&job, Arc::clone(config), results.clone(), &waker)
@@ -684,12 +773,12 @@ fn watch_control(stream: TcpStream, sandbox: Option<Arc<SandboxConfig>>) {
                     }
                     Err(e) => {
                         log::warn!("bad message on the control connection: {e}");
-                        return;
+                        return ControlEnd::Closed;
                     }
                 },
                 Err(e) => {
                     log::warn!("bad XML on the control connection: {e}");
-                    return;
+                    return ControlEnd::Closed;
                 }
             }
         }

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod client;
 pub mod cost;
 pub mod kernel;
+pub mod net;
 pub mod sandbox;
 mod sieve;
 

@@ -239,10 +239,16 @@ fn join(
     count: usize,
     control: impl Fn(usize) -> bool,
 ) -> Vec<Joined> {
-    let mut joined = Vec::with_capacity(count);
+    let mut joined: Vec<Joined> = Vec::with_capacity(count);
     let mut buf = Vec::new();
     let mut start = first;
+    let mut next_heartbeat = Instant::now() + xmlwire::liveness::HEARTBEAT_INTERVAL;
     while start < first + count {
+        // Joining thousands takes longer than manage's silence limit: keep the early ones alive.
+        if Instant::now() >= next_heartbeat {
+            next_heartbeat = Instant::now() + xmlwire::liveness::HEARTBEAT_INTERVAL;
+            heartbeat_all(&mut joined);
+        }
         let end = (start + JOIN_BATCH).min(first + count);
         let mut batch = Vec::with_capacity(end - start);
         for i in start..end {
@@ -291,6 +297,13 @@ fn join(
         start = end;
     }
     joined
+}
+
+/// A heartbeat on every control connection, as a real compute sends every few seconds.
+fn heartbeat_all(joined: &mut [Joined]) {
+    for control in joined.iter_mut().filter_map(|j| j.control.as_mut()) {
+        let _ = control.write_all(b"<heartbeat/>");
+    }
 }
 
 /// Where a simulated compute is in its loop.
@@ -534,10 +547,21 @@ fn drive(joined: Vec<Joined>, ready: mpsc::Sender<()>, go: mpsc::Receiver<Window
     let mut waiting: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let mut events = Events::with_capacity(1024);
     let mut scratch = [0u8; 4096];
+    // manage gives up a compute whose control connection is silent for 15 s.
+    let mut next_heartbeat = Instant::now() + xmlwire::liveness::HEARTBEAT_INTERVAL;
     loop {
         let now = Instant::now();
         if now >= window.end {
             break;
+        }
+        if now >= next_heartbeat {
+            next_heartbeat = now + xmlwire::liveness::HEARTBEAT_INTERVAL;
+            for client in clients.iter_mut() {
+                if let Some(control) = &mut client.control {
+                    // 12 bytes into an idle socket: a short write cannot happen in practice.
+                    let _ = control.write(b"<heartbeat/>");
+                }
+            }
         }
         while let Some(&Reverse((at, i))) = waiting.peek() {
             if at > now {
@@ -546,7 +570,7 @@ fn drive(joined: Vec<Joined>, ready: mpsc::Sender<()>, go: mpsc::Receiver<Window
             waiting.pop();
             clients[i].request(poll.registry(), Token(2 * i));
         }
-        let mut timeout = window.end - now;
+        let mut timeout = (window.end - now).min(next_heartbeat.saturating_duration_since(now));
         if let Some(&Reverse((at, _))) = waiting.peek() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
@@ -713,7 +737,8 @@ fn idle(computes: usize) {
     thread::sleep(Duration::from_millis(200));
     let before = status_kib(pid, "VmRSS");
     let started = Instant::now();
-    let work_only = join(manage.address, 0, computes, |i| i < controls);
+    let mut work_only = join(manage.address, 0, computes, |i| i < controls);
+    heartbeat_all(&mut work_only);
     let joined_in = started.elapsed();
     // A status request behind them is answered once manage has taken them all in (its answer
     // lists every compute: it is also the O(computes) document).
@@ -748,6 +773,7 @@ fn idle(computes: usize) {
         }
     };
     let status_took = asked.elapsed();
+    assert_eq!(listed, computes, "manage lists every idle compute");
     // manage's sweep (every second) frees the buffers of connections quiet for a second.
     thread::sleep(Duration::from_millis(2500));
     let rss = status_kib(pid, "VmRSS");

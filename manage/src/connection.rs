@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use xmlwire::liveness::Liveness;
 use xmlwire::{Limits, Reader};
 
 /// Who is on the other end, once the first message said so.
@@ -62,6 +63,8 @@ pub struct Connection {
     /// Has replies queued in this batch (it is in the server's flush list).
     pub dirty: bool,
     pub last_heard: Instant,
+    /// Heartbeats and silence, for a control connection (set once it is one).
+    pub liveness: Option<Liveness>,
 }
 
 impl Connection {
@@ -79,6 +82,7 @@ impl Connection {
             closed: false,
             dirty: false,
             last_heard: now,
+            liveness: None,
         }
     }
 

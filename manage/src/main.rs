@@ -56,6 +56,10 @@ struct Cli {
     /// How long a shutdown waits for the computes' last partial results, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     shutdown_grace: f64,
+    /// Shortest lease, in seconds: a lease lasts 3 times its predicted time, but at least
+    /// this; after it the range may go to another compute.
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    lease_floor: f64,
 }
 
 /// Strict decimal: digits only, no sign, no leading zeros, no overflow.
@@ -112,6 +116,7 @@ fn config_from(cli: Cli) -> Result<server::Config, String> {
         exit_when_done: cli.exit_when_done,
         local_computes: cli.local,
         shutdown_grace: seconds(cli.shutdown_grace, "--shutdown-grace")?,
+        lease_floor: seconds(cli.lease_floor, "--lease-floor")?,
     })
 }
 

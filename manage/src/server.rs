@@ -25,6 +25,7 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
+use xmlwire::liveness::{Liveness, SILENCE_LIMIT};
 use xmlwire::protocol::{
     self, Ack, Algorithm as WireAlgorithm, Challenge, ComputeStatus, ErrorCode, ErrorMessage,
     FlaggedCompute, FoundPerfect, Hello, Hex, Job, JobResult, JobStatus, LeaseStatus, Message,
@@ -53,6 +54,8 @@ pub struct Config {
     pub exit_when_done: bool,
     pub local_computes: usize,
     pub shutdown_grace: Duration,
+    /// The shortest lease deadline.
+    pub lease_floor: Duration,
 }
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -243,6 +246,7 @@ pub fn run(config: Config) -> Result<(), String> {
     );
     let mut scheduler_config = SchedulerConfig::new(recovered.start, recovered.until);
     scheduler_config.sizing.target_ms = config.target.as_millis().max(1) as u64;
+    scheduler_config.deadline_floor_ms = config.lease_floor.as_millis().max(1) as u64;
     scheduler_config.double_check = config.double_check;
     let snapshot = Snapshot {
         start: recovered.start,
@@ -420,6 +424,9 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    if let Err(e) = compute::net::keep_alive(&stream) {
+                        log::debug!("cannot turn TCP keepalive on for {peer}: {e}");
+                    }
                     let entry = self.connections.vacant_entry();
                     let token = Token(entry.key());
                     if let Err(e) =
@@ -592,6 +599,9 @@ impl Server {
                 Ok(None) => return,
                 Ok(Some(frame)) => {
                     connection.last_heard = now;
+                    if let Some(liveness) = &mut connection.liveness {
+                        liveness.heard(now);
+                    }
                     match protocol::decode(&frame) {
                         Ok(message) => self.core.handle(
                             key,
@@ -623,6 +633,11 @@ impl Server {
                     After::Close
                 }
             };
+            if let Some(connection) = self.connections.get_mut(key) {
+                if matches!(connection.role, Role::Control(_)) && connection.liveness.is_none() {
+                    connection.liveness = Some(Liveness::new(now));
+                }
+            }
             self.mark_dirty(key);
             self.deliver();
             match after {
@@ -794,6 +809,7 @@ impl Server {
                 })
                 .map(|(key, _)| key)
                 .collect();
+            self.heartbeats(now);
             for key in silent {
                 if let Some(connection) = self.connections.get_mut(key) {
                     let reply = ErrorMessage {
@@ -818,6 +834,51 @@ impl Server {
             if !connection.closed && now.duration_since(connection.last_heard) >= SWEEP_INTERVAL {
                 connection.release_idle_memory();
             }
+        }
+    }
+
+    /// Control connections: a heartbeat to each that was sent nothing for the interval, and
+    /// the computes whose control connection was silent for the limit are closed (both
+    /// connections; the lease goes back to the pool).
+    fn heartbeats(&mut self, now: Instant) {
+        let mut silent = Vec::new();
+        let mut due = Vec::new();
+        for (key, connection) in self.connections.iter_mut() {
+            let (Role::Control(id), Some(liveness)) = (connection.role, &mut connection.liveness)
+            else {
+                continue;
+            };
+            if connection.closed || connection.closing {
+                continue;
+            }
+            if liveness.silent(now) {
+                silent.push((key, id, liveness.silent_for(now)));
+            } else if liveness.heartbeat_due(now) {
+                Message::Heartbeat.encode(&mut connection.outbox);
+                liveness.sent(now);
+                due.push(key);
+            }
+        }
+        for key in due {
+            self.mark_dirty(key);
+        }
+        for (key, id, quiet) in silent {
+            let why = format!(
+                "silent for {:.1} s: no heartbeat on its control connection (limit {} s)",
+                quiet.as_secs_f64(),
+                SILENCE_LIMIT.as_secs()
+            );
+            log::warn!("compute {id} {why}; closing its connections");
+            let work = self
+                .core
+                .links
+                .get(&id)
+                .filter(|l| l.control == Some(key))
+                .map(|l| l.work);
+            if let Some(work) = work {
+                self.close(work, &why);
+            }
+            self.close(key, &why);
         }
     }
 
@@ -1150,6 +1211,7 @@ impl Core {
                 }
                 self.run(key, peer, outbox, run, now_ms)
             }
+            (Role::Control(_), Message::Heartbeat) => After::Continue,
             (Role::Control(id), Message::JobResult(result)) => {
                 self.job_result(id, result, now_ms);
                 After::Continue

@@ -13,6 +13,10 @@ pub struct ComputeDoc {
     pub id: u64,
     /// Its process id.
     pub pid: u64,
+    /// Its host name, from its hello.
+    pub host: String,
+    /// The address its work connection comes from, `ip:port`.
+    pub address: String,
     /// Its lease as `(lo, hi, done)`, when it holds one.
     pub lease: Option<(u64, u64, u64)>,
     /// Numbers it tested since it connected.
@@ -113,6 +117,8 @@ pub fn parse_status(xml: &str) -> StatusDoc {
                 status.computes.push(ComputeDoc {
                     id: number(attributes, "id", xml),
                     pid: number(attributes, "pid", xml),
+                    host: attribute(attributes, "host").unwrap_or("").to_string(),
+                    address: attribute(attributes, "address").unwrap_or("").to_string(),
                     lease,
                     tested: number(attributes, "tested", xml),
                 });
@@ -126,7 +132,12 @@ pub fn parse_status(xml: &str) -> StatusDoc {
 /// Runs `report ADDRESS --xml` quietly and parses what it prints; `None` if report failed
 /// (manage is gone or going).
 pub fn report_status(address: &str) -> Option<StatusDoc> {
-    let mut report = Process::start_quiet("report", &[address, "--xml"]);
+    report_status_in(None, address)
+}
+
+/// [`report_status`] run in the network namespace `netns`, if given.
+pub fn report_status_in(netns: Option<&str>, address: &str) -> Option<StatusDoc> {
+    let mut report = Process::spawn_in(netns, "report", &[address, "--xml"], |_| {}, false);
     let status = report.wait_exit(Duration::from_secs(20))?;
     if !status.success() {
         return None;
@@ -139,7 +150,7 @@ impl Manage {
     /// Runs `report HOST:PORT --xml` and parses what it prints; `None` if report failed (manage
     /// is gone or going).
     pub fn try_status(&self) -> Option<StatusDoc> {
-        report_status(&self.address_arg())
+        report_status_in(self.report_netns(), &self.address_arg())
     }
 
     /// The status now; panics if report fails.

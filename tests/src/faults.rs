@@ -102,7 +102,8 @@ pub fn restart(manage: &mut Manage, extra: &[&str]) -> Process {
     let listen = manage.address.to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut process = Manage::start_on_state(manage.state.path(), &listen, extra);
+        let mut process =
+            Manage::start_on_state_in(manage.netns.as_deref(), manage.state.path(), &listen, extra);
         if process
             .wait_for_stderr("listening on ", Duration::from_secs(60))
             .is_some()

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod cluster;
 pub mod faults;
+pub mod netns;
 pub mod raw;
 
 /// The signals the programs must end cleanly on.
@@ -100,13 +101,42 @@ impl Process {
         Self::spawn(program, args, configure, true)
     }
 
+    /// Starts `binary(program)` with `args` inside the network namespace `netns` (through
+    /// `ip netns exec`, which execs the program: the process is the program itself, its pid is
+    /// the program's, and killing it kills the program).
+    pub fn start_in(
+        netns: &str,
+        program: &str,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Process {
+        Self::spawn_in(Some(netns), program, args, configure, true)
+    }
+
     fn spawn(
         program: &str,
         args: &[&str],
         configure: impl FnOnce(&mut Command),
         echo: bool,
     ) -> Process {
-        let mut command = Command::new(binary(program));
+        Self::spawn_in(None, program, args, configure, echo)
+    }
+
+    pub(crate) fn spawn_in(
+        netns: Option<&str>,
+        program: &str,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command),
+        echo: bool,
+    ) -> Process {
+        let mut command = match netns {
+            None => Command::new(binary(program)),
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(binary(program));
+                command
+            }
+        };
         command
             .args(args)
             .stdin(Stdio::null())
@@ -116,7 +146,10 @@ impl Process {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-        let name = format!("{program}[{}]", child.id());
+        let name = match netns {
+            None => format!("{program}[{}]", child.id()),
+            Some(netns) => format!("{program}[{}@{netns}]", child.id()),
+        };
         let transcript = Arc::new((Mutex::new(Transcript::default()), Condvar::new()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -281,6 +314,10 @@ pub struct Manage {
     pub address: SocketAddr,
     /// Its state folder (removed when the test ends).
     pub state: tempfile::TempDir,
+    /// The network namespace it runs in, or `None` for this one.
+    pub netns: Option<String>,
+    /// The namespace `report` runs in to reach it; `None`: the same as manage's.
+    pub report_netns: Option<String>,
 }
 
 impl Manage {
@@ -298,28 +335,66 @@ impl Manage {
 
     fn start_fresh(extra: &[&str], echo: bool) -> Manage {
         let state = tempfile::tempdir().expect("a temporary folder");
-        let process = Self::launch(state.path(), "127.0.0.1:0", extra, echo);
+        let process = Self::launch(None, state.path(), "127.0.0.1:0", extra, echo);
         let address = listening_address(&process);
         Manage {
             process,
             address,
             state,
+            netns: None,
+            report_netns: None,
+        }
+    }
+
+    /// Starts manage in the network namespace `netns`, listening on `listen` (an address of
+    /// that namespace), with a fresh state folder and `extra` arguments.
+    pub fn start_in(netns: &str, listen: &str, extra: &[&str]) -> Manage {
+        let state = tempfile::tempdir().expect("a temporary folder");
+        let process = Self::start_on_state_in(Some(netns), state.path(), listen, extra);
+        let address = listening_address(&process);
+        Manage {
+            process,
+            address,
+            state,
+            netns: Some(netns.to_string()),
+            report_netns: None,
         }
     }
 
     /// Starts manage on an existing state folder and address (for restarts).
     pub fn start_on_state(state: &Path, listen: &str, extra: &[&str]) -> Process {
-        Self::launch(state, listen, extra, true)
+        Self::start_on_state_in(None, state, listen, extra)
     }
 
-    fn launch(state: &Path, listen: &str, extra: &[&str], echo: bool) -> Process {
+    /// Starts manage on an existing state folder and address, in `netns` if given.
+    pub fn start_on_state_in(
+        netns: Option<&str>,
+        state: &Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> Process {
+        Self::launch(netns, state, listen, extra, true)
+    }
+
+    fn launch(
+        netns: Option<&str>,
+        state: &Path,
+        listen: &str,
+        extra: &[&str],
+        echo: bool,
+    ) -> Process {
         let state_arg = state.to_str().expect("temporary paths are UTF-8");
         let mut args = vec!["--listen", listen, "--state", state_arg];
         args.extend_from_slice(extra);
         let debug_log = |c: &mut Command| {
             c.env("RUST_LOG", "debug");
         };
-        Process::spawn("manage", &args, debug_log, echo)
+        Process::spawn_in(netns, "manage", &args, debug_log, echo)
+    }
+
+    /// The namespace report runs in to reach this manage (`None`: this one).
+    pub fn report_netns(&self) -> Option<&str> {
+        self.report_netns.as_deref().or(self.netns.as_deref())
     }
 
     /// The token file manage created in its state folder.
@@ -356,7 +431,7 @@ impl Manage {
         let token = token.to_str().expect("temporary paths are UTF-8");
         let mut args = vec![address.as_str(), "--token-file", token];
         args.extend_from_slice(extra);
-        let mut report = Process::start("report", &args);
+        let mut report = Process::spawn_in(self.report_netns(), "report", &args, |_| {}, true);
         let status = report
             .wait_exit(Duration::from_secs(20))
             .expect("report finishes within 20 s");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// The hello of protocol.md, as a compute sends it.
 pub const HELLO: &str =
-    r#"<hello version="1" host="h" pid="1" threads="1" algorithm="sieve" ops-per-sec="1000000"/>"#;
+    r#"<hello version="2" host="h" pid="1" threads="1" algorithm="sieve" ops-per-sec="1000000"/>"#;
 
 /// How long a reply may take on loopback before a test calls it missing.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +41,17 @@ impl Raw {
             .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
         let _ = stream.set_nodelay(true);
         // A manage that stops reading must fail the test, not hang it.
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        Raw {
+            stream,
+            pending: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Wraps a connected socket (one a test accepted, playing manage).
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
         Raw {
             stream,

@@ -207,7 +207,7 @@ fn a_100_mb_attribute_is_too_large_long_before_100_mb() {
         thread::spawn(move || {
             let chunk = vec![b'a'; 64 * 1024];
             let mut total = 0u64;
-            let mut outcome = writer.write_all(br#"<hello version="1" host=""#);
+            let mut outcome = writer.write_all(br#"<hello version="2" host=""#);
             while outcome.is_ok() && total < TOTAL {
                 outcome = writer.write_all(&chunk);
                 total += chunk.len() as u64;
@@ -278,7 +278,7 @@ fn invalid_utf8_is_bad_xml() {
     let manage = Manage::start(&[]);
     let mut victim = FakeCompute::join(manage.address);
     let cases: [&[u8]; 7] = [
-        b"<hello version=\"1\" host=\"\xff\xfe\" pid=\"1\"/>",
+        b"<hello version=\"2\" host=\"\xff\xfe\" pid=\"1\"/>",
         b"<status-request a=\"\xc3\"/>",
         // An overlong '/', a surrogate, a code point past U+10FFFF, a lone continuation byte.
         b"<hello host=\"\xc0\xaf\"/>",
@@ -646,6 +646,8 @@ fn ten_thousand_idle_connections() {
         process,
         address,
         state,
+        netns: None,
+        report_netns: None,
     };
     let mut victim = FakeCompute::join(manage.address);
     let baseline = rss_kib(manage.process.pid());

@@ -121,7 +121,7 @@ fn false_claims_flag_a_compute_and_three_get_it_refused() {
         "--double-check",
         "0",
     ]);
-    let hello = r#"<hello version="1" host="liar" pid="4242" threads="1" algorithm="sieve" ops-per-sec="1000000"/>"#;
+    let hello = r#"<hello version="2" host="liar" pid="4242" threads="1" algorithm="sieve" ops-per-sec="1000000"/>"#;
     let mut liar = FakeCompute::join_as(manage.address, hello);
     for offence in 1..=3u64 {
         let claimed = (liar.lo..liar.hi)

@@ -30,6 +30,7 @@
 pub mod auth;
 pub mod error;
 pub mod escape;
+pub mod liveness;
 pub mod protocol;
 pub mod reader;
 mod scan;

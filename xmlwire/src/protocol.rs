@@ -40,8 +40,10 @@ pub use values::{
 use crate::{Frame, Writer};
 use cursor::Cursor;
 
-/// The protocol version this crate speaks, carried in `<hello version="1">`.
-pub const PROTOCOL_VERSION: u64 = 1;
+/// The protocol version this crate speaks, carried in `<hello version="2">`. Version 2 added
+/// `<heartbeat/>` on the control connection, which manage requires (a version-1 compute would
+/// be cut off as silent).
+pub const PROTOCOL_VERSION: u64 = 2;
 
 /// One message of sigma's protocol: one variant per element.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +73,9 @@ pub enum Message<'a> {
     Control(Control<'a>),
     /// `<shutdown>`: manage → compute, on the control connection.
     Shutdown(Shutdown<'a>),
+    /// `<heartbeat/>`: either side of a control connection, every few seconds, no reply: the
+    /// peer is alive (see [`crate::liveness`]).
+    Heartbeat,
     /// `<job>`: manage → compute, a program to run.
     Job(Job<'a>),
     /// `<job-result>`: compute → manage → report, how a program run ended.
@@ -107,6 +112,7 @@ impl Message<'_> {
             Message::Bye => "bye",
             Message::Control(_) => "control",
             Message::Shutdown(_) => "shutdown",
+            Message::Heartbeat => "heartbeat",
             Message::Job(_) => "job",
             Message::JobResult(_) => "job-result",
             Message::StatusRequest => "status-request",
@@ -142,6 +148,9 @@ impl Message<'_> {
             }
             Message::Control(m) => m.encode(w),
             Message::Shutdown(m) => m.encode(w),
+            Message::Heartbeat => {
+                w.open("heartbeat").end_empty();
+            }
             Message::Job(m) => m.encode(w),
             Message::JobResult(m) => m.encode(w),
             Message::StatusRequest => {
@@ -179,6 +188,7 @@ impl Message<'_> {
             | Message::Ack(_)
             | Message::Bye
             | Message::Control(_)
+            | Message::Heartbeat
             | Message::StatusRequest
             | Message::Kill(_)
             | Message::Challenge(_)
@@ -214,6 +224,11 @@ pub fn decode<'a>(frame: &Frame<'a>) -> Result<Message<'a>, DecodeError> {
         }
         "control" => Message::Control(Control::decode(&mut cur, &tag)?),
         "shutdown" => Message::Shutdown(Shutdown::decode(&mut cur, &tag)?),
+        "heartbeat" => {
+            cur.attrs(&tag, &[], true)?;
+            cur.no_content(&tag, "heartbeat")?;
+            Message::Heartbeat
+        }
         "job" => Message::Job(Job::decode(&mut cur, &tag)?),
         "job-result" => Message::JobResult(JobResult::decode(&mut cur, &tag)?),
         "status-request" => {

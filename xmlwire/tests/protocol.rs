@@ -54,14 +54,14 @@ fn golden() -> Vec<(Message<'static>, &'static str)> {
     vec![
         (
             Message::Hello(Hello {
-                version: 1,
+                version: 2,
                 host: plain("node-07"),
                 pid: 4242,
                 threads: 8,
                 algorithm: Algorithm::Sieve,
                 ops_per_sec: 812345678,
             }),
-            r#"<hello version="1" host="node-07" pid="4242" threads="8" algorithm="sieve" ops-per-sec="812345678"/>"#,
+            r#"<hello version="2" host="node-07" pid="4242" threads="8" algorithm="sieve" ops-per-sec="812345678"/>"#,
         ),
         (
             Message::Welcome(Welcome {
@@ -123,6 +123,7 @@ fn golden() -> Vec<(Message<'static>, &'static str)> {
         ),
         (Message::Ack(Ack { lease: 17 }), r#"<ack lease="17"/>"#),
         (Message::Bye, "<bye/>"),
+        (Message::Heartbeat, "<heartbeat/>"),
         (
             Message::Control(Control {
                 compute_id: 3,
@@ -349,7 +350,7 @@ fn golden_encodings_decode_back() {
     }
     assert_eq!(
         names.len(),
-        21,
+        22,
         "every message has a golden example: {names:?}"
     );
 }
@@ -430,12 +431,12 @@ fn references_resolve_in_text_and_base64_decodes() {
 #[test]
 fn hello_of_another_version_decodes_for_a_clear_reply() {
     with_frame(
-        r#"<hello version="2" colour="blue" pid="x"><future/></hello>"#,
+        r#"<hello version="3" colour="blue" pid="x"><future/></hello>"#,
         |frame| {
             let Ok(Message::Hello(hello)) = decode(frame) else {
                 panic!("a hello of another version decodes");
             };
-            assert_eq!(hello.version, 2);
+            assert_eq!(hello.version, 3);
             let reply = hello.check_version().unwrap_err();
             assert_eq!(reply.code, ErrorCode::Version);
             assert!(reply
@@ -445,12 +446,12 @@ fn hello_of_another_version_decodes_for_a_clear_reply() {
                 .contains(&format!("version {PROTOCOL_VERSION}")));
             assert_eq!(
                 encode(&Message::Error(reply)),
-                r#"<error code="version" message="unsupported protocol version: this manage speaks version 1" about="version"/>"#
+                r#"<error code="version" message="unsupported protocol version: this manage speaks version 2" about="version"/>"#
             );
         },
     );
     with_frame(
-        r#"<hello version="1" host="h" pid="1" threads="1" algorithm="naive" ops-per-sec="1"/>"#,
+        r#"<hello version="2" host="h" pid="1" threads="1" algorithm="naive" ops-per-sec="1"/>"#,
         |frame| match decode(frame) {
             Ok(Message::Hello(hello)) => assert_eq!(hello.check_version(), Ok(())),
             other => panic!("{other:?}"),
@@ -549,6 +550,11 @@ const DECODE_ERRORS: &[(&str, Problem, &str)] = &[
         "request",
     ),
     (r#"<bye><now/></bye>"#, Problem::UnknownElement, "now"),
+    (
+        r#"<heartbeat><now/></heartbeat>"#,
+        Problem::UnknownElement,
+        "now",
+    ),
     (
         r#"<request again="1"/>"#,
         Problem::UnknownAttribute,
@@ -665,22 +671,22 @@ const DECODE_ERRORS: &[(&str, Problem, &str)] = &[
     ),
     // Keywords and flags.
     (
-        r#"<hello version="1" host="h" pid="1" threads="1" algorithm="quick" ops-per-sec="1"/>"#,
+        r#"<hello version="2" host="h" pid="1" threads="1" algorithm="quick" ops-per-sec="1"/>"#,
         Problem::BadKeyword,
         "algorithm",
     ),
     (
-        r#"<hello version="1" host="h" pid="1" threads="1" algorithm="Sieve" ops-per-sec="1"/>"#,
+        r#"<hello version="2" host="h" pid="1" threads="1" algorithm="Sieve" ops-per-sec="1"/>"#,
         Problem::BadKeyword,
         "algorithm",
     ),
     (
-        r#"<hello version="1" host="h" pid="1" threads="1" algorithm="sieve" ops-per-sec="1" colour="x"/>"#,
+        r#"<hello version="2" host="h" pid="1" threads="1" algorithm="sieve" ops-per-sec="1" colour="x"/>"#,
         Problem::UnknownAttribute,
         "colour",
     ),
     (
-        r#"<hello version="1" host="h" threads="1" algorithm="sieve" ops-per-sec="1"/>"#,
+        r#"<hello version="2" host="h" threads="1" algorithm="sieve" ops-per-sec="1"/>"#,
         Problem::MissingAttribute,
         "pid",
     ),
@@ -1221,6 +1227,7 @@ fn message() -> impl Strategy<Value = Message<'static>> {
         work_result().prop_map(Message::Result),
         number().prop_map(|lease| Message::Ack(Ack { lease })),
         Just(Message::Bye),
+        Just(Message::Heartbeat),
         (number(), hex_token(), any::<bool>()).prop_map(|(compute_id, session, accept_jobs)| {
             Message::Control(Control {
                 compute_id,

@@ -75,7 +75,7 @@ pub struct Hello<'a> {
 }
 
 /// The message manage sends when a hello's version is not [`PROTOCOL_VERSION`].
-pub const VERSION_MISMATCH: &str = "unsupported protocol version: this manage speaks version 1";
+pub const VERSION_MISMATCH: &str = "unsupported protocol version: this manage speaks version 2";
 
 impl<'a> Hello<'a> {
     const NAMES: [&'static str; 6] = [
