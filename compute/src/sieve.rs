@@ -644,12 +644,7 @@ impl SieveWorkspace {
                 break;
             }
             correct_squares(segment, first);
-            for (sum, n) in segment.iter().zip(first..) {
-                tally.checksum = tally.checksum.wrapping_add(sum.low_bits());
-                if sum.is(n) {
-                    tally.perfect.push(n);
-                }
-            }
+            read_out(segment, first, tally);
             first += this_len as u64;
             tally.done = first;
             on_progress(first);
@@ -690,6 +685,42 @@ fn sieve_directly<S: Accumulator>(
         }
     }
     true
+}
+
+/// Adds the segment's sums (starting at `first`) to the checksum and records its perfect
+/// numbers. Eight numbers at a time, without a branch per number, so that it vectorises.
+fn read_out<S: Accumulator>(segment: &[S], first: u64, tally: &mut BlockTally) {
+    const LANES: usize = 8;
+    let mut checksum = tally.checksum;
+    let mut chunks = segment.chunks_exact(LANES);
+    let mut n = first;
+    for chunk in &mut chunks {
+        let mut any = false;
+        for (sum, n) in chunk.iter().zip(n..) {
+            checksum = checksum.wrapping_add(sum.low_bits());
+            any |= sum.is(n);
+        }
+        if any {
+            record_perfect(chunk, n, tally);
+        }
+        n += LANES as u64;
+    }
+    let rest = chunks.remainder();
+    for sum in rest {
+        checksum = checksum.wrapping_add(sum.low_bits());
+    }
+    record_perfect(rest, n, tally);
+    tally.checksum = checksum;
+}
+
+/// Records the perfect numbers among `sums`, the sums of `first`, `first + 1`, ...
+#[cold]
+fn record_perfect<S: Accumulator>(sums: &[S], first: u64, tally: &mut BlockTally) {
+    for (sum, n) in sums.iter().zip(first..) {
+        if sum.is(n) {
+            tally.perfect.push(n);
+        }
+    }
 }
 
 /// Every square r * r (r >= 2) in the segment got the pair (r, r) as 2r; it has r once.
