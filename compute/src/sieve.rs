@@ -471,30 +471,77 @@ impl Buckets {
                     }
                     continue;
                 }
-                for &entry in entries.iter() {
-                    let divisor = entry & u64::from(u32::MAX);
-                    let cofactor = entry >> 32;
-                    let n = divisor * cofactor;
-                    let offset = n - first;
-                    sums[offset as usize & (LEN - 1)].add(divisor + cofactor);
-                    let to_far = offset + divisor >= far_from;
-                    let mut at = if to_far { far } else { near };
-                    if (at as usize).is_multiple_of(CHUNK) {
-                        let bucket = if to_far { far_bucket } else { near_bucket };
-                        at = new_chunk(free, link, &mut head[bucket]);
-                    }
-                    pool[at as usize] = entry + NEXT_COFACTOR;
-                    if to_far {
-                        far = at + 1;
-                    } else {
-                        near = at + 1;
-                    }
-                }
+                (near, far) = sweep_group(
+                    sums,
+                    entries,
+                    first,
+                    far_from,
+                    (near, far),
+                    pool,
+                    &mut Chunks {
+                        free,
+                        link,
+                        head,
+                        near_bucket,
+                        far_bucket,
+                    },
+                );
             }
             write[near_bucket] = near;
             write[far_bucket] = far;
         }
     }
+}
+
+/// What [`sweep_group`] needs to start a chunk.
+struct Chunks<'a> {
+    free: &'a mut u32,
+    link: &'a mut [u32],
+    head: &'a mut [u32],
+    near_bucket: usize,
+    far_bucket: usize,
+}
+
+/// The bucket sweep for one group's entries (see [`GROUPS`]): adds each entry's pair at its
+/// multiple in the segment starting at `first` and files it under the near or the far bucket,
+/// whose next entries go at `cursors`; returns the cursors moved on.
+#[inline(never)]
+fn sweep_group<S: Accumulator, const LEN: usize>(
+    sums: &mut [S; LEN],
+    entries: &[Pending],
+    first: u64,
+    far_from: u64,
+    cursors: (u32, u32),
+    pool: &mut [Pending],
+    chunks: &mut Chunks<'_>,
+) -> (u32, u32) {
+    let (mut near, mut far) = cursors;
+    for &entry in entries {
+        let divisor = entry & u64::from(u32::MAX);
+        let cofactor = entry >> 32;
+        let n = divisor * cofactor;
+        let offset = n - first;
+        // Every entry of this bucket has its multiple in this segment: the mask only tells the
+        // compiler so.
+        sums[offset as usize & (LEN - 1)].add(divisor + cofactor);
+        let to_far = offset + divisor >= far_from;
+        let mut at = if to_far { far } else { near };
+        if (at as usize).is_multiple_of(CHUNK) {
+            let bucket = if to_far {
+                chunks.far_bucket
+            } else {
+                chunks.near_bucket
+            };
+            at = new_chunk(chunks.free, chunks.link, &mut chunks.head[bucket]);
+        }
+        pool[at as usize] = entry + NEXT_COFACTOR;
+        if to_far {
+            far = at + 1;
+        } else {
+            near = at + 1;
+        }
+    }
+    (near, far)
 }
 
 /// Takes a chunk off the free list `free` as the new head of the bucket whose head is `head`;
