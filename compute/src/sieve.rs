@@ -424,7 +424,8 @@ impl Buckets {
             drain,
             ..
         } = self;
-        let (pool, link, head, write) = (&mut pool[..], &mut link[..], &mut head[..], &mut write[..]);
+        let (pool, link, head, write) =
+            (&mut pool[..], &mut link[..], &mut head[..], &mut write[..]);
         for group in 0..GROUPS {
             let bucket = slot * GROUPS + group;
             let mut chunk = std::mem::replace(&mut head[bucket], NONE);
@@ -821,6 +822,82 @@ mod tests {
             assert_eq!(narrow.checksum, wide.checksum);
             assert_eq!(narrow.perfect, wide.perfect);
         }
+    }
+
+    /// `[start, end)` sieved as windows of at most one segment: every divisor past the small
+    /// band is then found directly, none bucketed.
+    fn sieve_in_windows(start: u64, end: u64) -> BlockTally {
+        let mut joined = BlockTally {
+            done: start,
+            ..BlockTally::default()
+        };
+        while joined.done < end {
+            let window_end = end.min(joined.done + SMALL_DIVISOR_LIMIT - 1);
+            let part = sieve_range(joined.done, window_end, false);
+            joined.checksum = joined.checksum.wrapping_add(part.checksum);
+            joined.perfect.extend(part.perfect);
+            joined.done = window_end;
+        }
+        joined
+    }
+
+    #[test]
+    fn bucket_groups_agree_with_direct_sieving() {
+        let segment = 1u64 << LOG2_SEGMENT_LEN;
+        // Near 1.5 * 10^12 the divisors reach 1.22 * 10^6: every group 1..GROUPS, and group 0
+        // (d of 2^20 and more); near 2 * 10^9, group 1 only, and the ring (4 slots) wraps
+        // dozens of times; near 2^30, the first bucketed divisors become active inside the
+        // block. Blocks start and end mid-segment.
+        for (start, segments) in [
+            (1_500_000_000_000 - 12_345, 14),
+            (2_000_000_000, 150),
+            (1_073_000_000, 40),
+        ] {
+            let end = start + segments * segment + 777;
+            let bands = Bands::new(start, end);
+            assert!(bands.bucket_top > bands.small_top, "{start}: buckets used");
+            let whole = sieve_range(start, end, false);
+            let windows = sieve_in_windows(start, end);
+            assert_eq!(whole.checksum, windows.checksum, "{start}");
+            assert_eq!(whole.perfect, windows.perfect, "{start}");
+            assert_eq!(whole.done, end);
+        }
+    }
+
+    #[test]
+    fn divisors_at_group_edges() {
+        // Blocks whose largest divisors sit just below and above the edges between groups
+        // (multiples of the segment length) and at the edge to group 0.
+        let segment = 1u64 << LOG2_SEGMENT_LEN;
+        for edge in [2 * segment, 3 * segment, GROUPS as u64 * segment] {
+            for root in [edge - 1, edge, edge + 1] {
+                let start = root * root - 3 * segment;
+                let end = root * root + 3 * segment + 5;
+                let whole = sieve_range(start, end, false);
+                assert_eq!(
+                    whole.checksum,
+                    sieve_in_windows(start, end).checksum,
+                    "{root}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn perfect_numbers_in_and_after_the_eight_number_chunks() {
+        // 8128 as the first, a middle and the last number of a chunk, and in the remainder.
+        for (start, end) in [
+            (8128, 8140),
+            (8125, 8140),
+            (8121, 8129),
+            (8120, 8129),
+            (8128, 8129),
+        ] {
+            let tally = sieve_range(start, end, false);
+            assert_eq!(tally.perfect, [8128], "[{start}, {end})");
+            assert_eq!(sieve_range(start, end, true).perfect, [8128]);
+        }
+        assert_eq!(sieve_range(1, 100, false).perfect, [6, 28]);
     }
 
     #[test]
