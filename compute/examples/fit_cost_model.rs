@@ -34,11 +34,11 @@ fn solve(rows: &[[f64; 4]], targets: &[f64], active: &[usize]) -> Option<[f64; 4
     let mut a = vec![vec![0.0; k + 1]; k];
     for (row, &target) in rows.iter().zip(targets) {
         let x: Vec<f64> = active.iter().map(|&i| row[i] / target).collect();
-        for i in 0..k {
-            for j in 0..k {
-                a[i][j] += x[i] * x[j];
+        for (equation, &xi) in a.iter_mut().zip(&x) {
+            for (cell, &xj) in equation.iter_mut().zip(&x) {
+                *cell += xi * xj;
             }
-            a[i][k] += x[i];
+            equation[k] += xi;
         }
     }
     // Gaussian elimination with partial pivoting.
@@ -48,11 +48,12 @@ fn solve(rows: &[[f64; 4]], targets: &[f64], active: &[usize]) -> Option<[f64; 4
         if a[col][col].abs() < 1e-300 {
             return None;
         }
-        for row in 0..k {
+        let pivot_row = a[col].clone();
+        for (row, equation) in a.iter_mut().enumerate() {
             if row != col {
-                let factor = a[row][col] / a[col][col];
-                for j in col..=k {
-                    a[row][j] -= factor * a[col][j];
+                let factor = equation[col] / pivot_row[col];
+                for (cell, &p) in equation.iter_mut().zip(&pivot_row).skip(col) {
+                    *cell -= factor * p;
                 }
             }
         }
@@ -113,14 +114,14 @@ fn main() {
         "lo", "numbers", "seconds", "numbers/s", "predicted", "error"
     );
     for &lo in &magnitudes {
-        // The best of three, to keep other load on the machine out of the fit.
+        // The best of seven, to keep other load on the machine out of the fit.
         let seconds = |m: &bench::Measurement| m.cpu_seconds.unwrap_or(m.seconds);
-        let best = (0..3)
+        let best = (0..7)
             .map(|_| bench::measure(Algorithm::Sieve, lo, 1, 0.3))
             .min_by(|a, b| {
                 (seconds(a) / a.numbers as f64).total_cmp(&(seconds(b) / b.numbers as f64))
             })
-            .expect("three runs");
+            .expect("seven runs");
         let best = bench::Measurement {
             seconds: seconds(&best),
             ..best

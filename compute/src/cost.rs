@@ -49,13 +49,18 @@ pub struct SieveWork {
 
 /// Weights of the sieve's kinds of work, in small-divisor updates: numbers, visits, bucketed
 /// updates, direct updates, divisions. Fitted (`examples/fit_cost_model.rs`, on-CPU time, one
-/// thread, 10^4..10^13) on this project's reference machine, an AMD EPYC (Zen 3) VM: a number's
-/// set-up and read-out cost ~6.7 updates, a bucketed update ~10 (it moves 16 bytes through
-/// memory), and visits came out indistinguishable from the updates they grow with, so they
-/// are folded in. Direct updates and divisions only matter past ~7 * 10^13, outside the fit;
-/// their weights are estimates (a division ~ 7 updates, as the trial loop's rate shows). They
-/// are ratios: a faster or slower machine changes only the measured rate.
-const SIEVE_WEIGHTS: [f64; 5] = [6.7, 0.0, 10.4, 2.0, 7.0];
+/// thread, 10^4..10^13, best of seven per magnitude) on an AMD EPYC (Zen 4) VM shared with other
+/// builds, from the least disturbed of four fits (the features are nearly collinear, so on a
+/// loaded machine the per-number and per-visit weights trade against the update's): a number's
+/// set-up and read-out (vectorised) cost ~0.5 updates, a visit ~0.5 (the rest of its cost comes
+/// out folded into the updates it grows with), a bucketed update ~5.4 (it moves its 8-byte entry
+/// out of and back into the bucket pool, which is out of L2 past ~10^11). That fit is within
+/// ~6% of measured from 10^4 to 3 * 10^12 (10% near 10^11) and ~10% optimistic near 10^13,
+/// where the pool (25 MB) no longer fits the shared L3. Direct updates and divisions only
+/// matter past ~7 * 10^13, outside the fit; their weights are estimates (a division ~ 7
+/// updates, as the direct sweep's rate shows). They are ratios: a faster or slower machine
+/// changes only the measured rate.
+const SIEVE_WEIGHTS: [f64; 5] = [0.5, 0.5, 5.4, 2.0, 7.0];
 /// Per-number cost of the trial-division algorithms outside the division loop, in divisions.
 const TRIAL_PER_NUMBER: f64 = 4.0;
 const NAIVE_PER_NUMBER: f64 = 4.0;
