@@ -8,9 +8,10 @@
 //! The block is swept in cache-sized segments. Divisors are handled in three bands:
 //! * small (d <= [`SMALL_DIVISOR_LIMIT`]): each keeps its next multiple and its next k across
 //!   segments and hits a segment many times; no division after the block's start.
-//! * bucketed (up to [`MAX_BUCKET_DIVISORS`] more): each hits a segment at most a few times and
+//! * bucketed (up to [`MAX_BUCKET_DIVISORS`] more): each hits a segment at most once and
 //!   usually not at all, so each waits in the bucket of the segment of its next multiple and is
-//!   touched only when it hits.
+//!   touched only when it hits. Buckets are kept per group of divisors with the same
+//!   d / segment length (see [`GROUPS`]), so that a group's sweep writes to two buckets only.
 //! * direct (only above ~7 * 10^13, where the buckets would take too much memory): the first
 //!   multiple in each segment is found by one division per divisor per (wider) segment.
 
