@@ -8,9 +8,10 @@
 //! The block is swept in cache-sized segments. Divisors are handled in three bands:
 //! * small (d <= [`SMALL_DIVISOR_LIMIT`]): each keeps its next multiple and its next k across
 //!   segments and hits a segment many times; no division after the block's start.
-//! * bucketed (up to [`MAX_BUCKET_DIVISORS`] more): each hits a segment at most a few times and
+//! * bucketed (up to [`MAX_BUCKET_DIVISORS`] more): each hits a segment at most once and
 //!   usually not at all, so each waits in the bucket of the segment of its next multiple and is
-//!   touched only when it hits.
+//!   touched only when it hits. Buckets are kept per group of divisors with the same
+//!   d / segment length (see [`GROUPS`]), so that a group's sweep writes to two buckets only.
 //! * direct (only above ~7 * 10^13, where the buckets would take too much memory): the first
 //!   multiple in each segment is found by one division per divisor per (wider) segment.
 
@@ -264,34 +265,54 @@ impl SmallDivisors {
 }
 
 /// A bucketed divisor's next multiple n = divisor * cofactor, where the pair adds
-/// divisor + cofactor. The cofactor fits in u32 because buckets are only used where
-/// n / d < 2^32 (see [`Bands`]).
-#[derive(Clone, Copy, Default)]
-struct Pending {
-    divisor: u32,
-    cofactor: u32,
-}
+/// divisor + cofactor, packed as `divisor | cofactor << 32`: the next multiple's entry is one
+/// addition away ([`NEXT_COFACTOR`]). The cofactor fits in u32 because buckets are only used
+/// where n / d < 2^32 (see [`Bands`]).
+type Pending = u64;
+/// Added to a [`Pending`] entry: the divisor's next multiple.
+const NEXT_COFACTOR: u64 = 1 << 32;
 
 /// Entries per chunk of the bucket pool.
-const CHUNK: usize = 1024;
+const CHUNK: usize = 512;
 /// No chunk.
 const NONE: u32 = u32::MAX;
+/// Bucketed divisors are grouped by g = d / segment length: a divisor of group g that hits a
+/// segment next hits g or g + 1 segments on, so the sweep of one group writes to two buckets
+/// only and keeps where it writes in registers, instead of loading and storing a bucket's end
+/// for every entry (a chain through memory whenever two entries in a row go to the same
+/// bucket). Groups 1..GROUPS are kept apart; group 0 holds every larger divisor.
+const GROUPS: usize = 32;
 
-/// One bucket per segment (a ring, since no divisor jumps further than the ring's length), each
-/// a list of fixed-size chunks from a pool sized once per block: pushing never allocates.
+/// The group of bucketed divisor d, for segments 2^log2_segment_len long.
+#[inline(always)]
+fn group_of(d: u64, log2_segment_len: u32) -> usize {
+    let g = (d >> log2_segment_len) as usize;
+    if g < GROUPS {
+        g
+    } else {
+        0
+    }
+}
+
+/// For each segment (a ring, since no divisor jumps further than the ring's length) and group,
+/// a bucket: a list of fixed-size chunks from a pool sized once per block, so pushing never
+/// allocates. A divisor whose next multiple is past the block's end is filed in the bucket of a
+/// segment past the end, which the block never reads (the ring is longer than any jump).
 #[derive(Default)]
 struct Buckets {
     pool: Vec<Pending>,
     /// For each chunk: the next chunk of the same bucket, or of the free list.
     link: Vec<u32>,
-    /// For each bucket: its newest chunk (the only one that may be partly filled).
+    /// For each bucket (`slot * GROUPS + group`): its newest chunk (the only one that may be
+    /// partly filled).
     head: Vec<u32>,
     /// For each bucket: where in `pool` its next entry goes; a multiple of CHUNK means the head
     /// chunk is full (or missing).
     write: Vec<u32>,
     free: u32,
+    /// A copy of the chunk being drained.
+    drain: Vec<Pending>,
     start: u64,
-    end: u64,
     /// The next divisor not yet active (its square is past the segments swept so far).
     next_square_root: u64,
     high: u64,
@@ -300,35 +321,39 @@ struct Buckets {
 }
 
 impl Buckets {
-    /// Sets the buckets up for divisors `low..=high` in the block `[start, end)`.
+    /// Sets the buckets up for divisors `low..=high` in a block starting at `start`.
     /// Returns false when stopped.
     fn reset(
         &mut self,
         start: u64,
-        end: u64,
         low: u64,
         high: u64,
         log2_segment_len: u32,
         stop: &AtomicBool,
     ) -> bool {
         let divisors = (high + 1).saturating_sub(low) as usize;
-        let ring = ((high >> log2_segment_len) as usize + 2).next_power_of_two();
+        // A divisor's next multiple is at most this many segments on.
+        let jump = (high >> log2_segment_len) as usize + 1;
+        let ring = (jump + 1).next_power_of_two();
         // Every divisor is in at most one bucket; each bucket has at most one partly filled
-        // chunk; one more for the chunk being drained while its entries move on.
-        let chunks = divisors.div_ceil(CHUNK) + ring + 2;
-        self.pool.resize(chunks * CHUNK, Pending::default());
+        // chunk, and group g uses g + 2 slots at a time, group 0 the whole ring; one more for
+        // the chunk being drained while its entries move on.
+        let groups = jump.min(GROUPS);
+        let partial = ring + (1..groups).map(|g| g + 2).sum::<usize>();
+        let chunks = divisors.div_ceil(CHUNK) + partial + 2;
+        self.pool.resize(chunks * CHUNK, 0);
         self.link.clear();
         self.link.extend(1..=chunks as u32);
         if let Some(last) = self.link.last_mut() {
             *last = NONE;
         }
         self.free = 0;
+        self.drain.resize(CHUNK, 0);
         self.head.clear();
-        self.head.resize(ring, NONE);
+        self.head.resize(ring * GROUPS, NONE);
         self.write.clear();
-        self.write.resize(ring, 0);
+        self.write.resize(ring * GROUPS, 0);
         self.start = start;
-        self.end = end;
         self.log2_segment_len = log2_segment_len;
         self.ring_mask = ring - 1;
         // Divisors already active at the start file their first multiple, at most one divisor
@@ -339,9 +364,7 @@ impl Buckets {
                 return false;
             }
             let (offset, value) = first_hit(start, d);
-            if offset < end - start {
-                self.push(start + offset, d as u32, (value - d) as u32);
-            }
+            self.push(start + offset, d | (value - d) << 32);
             d += 1;
         }
         self.next_square_root = d;
@@ -359,56 +382,180 @@ impl Buckets {
             };
             // 2d, as every band adds at a square; `correct_squares` makes it d.
             sum.add(2 * d);
-            if d * d + d < self.end {
-                self.push(d * d + d, d as u32, d as u32 + 1);
-            }
+            self.push(d * d + d, d | (d + 1) << 32);
             self.next_square_root += 1;
         }
     }
 
-    #[inline(always)]
-    fn push(&mut self, n: u64, divisor: u32, cofactor: u32) {
-        let bucket = ((n - self.start) >> self.log2_segment_len) as usize & self.ring_mask;
+    /// Files `entry`, whose next multiple is `n`.
+    fn push(&mut self, n: u64, entry: Pending) {
+        let slot = ((n - self.start) >> self.log2_segment_len) as usize & self.ring_mask;
+        let group = group_of(entry & u64::from(u32::MAX), self.log2_segment_len);
+        let bucket = slot * GROUPS + group;
         let mut write = self.write[bucket];
         if (write as usize).is_multiple_of(CHUNK) {
-            let fresh = self.free;
-            self.free = self.link[fresh as usize];
-            self.link[fresh as usize] = self.head[bucket];
-            self.head[bucket] = fresh;
-            write = fresh * CHUNK as u32;
+            write = new_chunk(&mut self.free, &mut self.link, &mut self.head[bucket]);
         }
-        self.pool[write as usize] = Pending { divisor, cofactor };
+        self.pool[write as usize] = entry;
         self.write[bucket] = write + 1;
     }
 
-    /// Adds the hits of the segment starting at `first` and files each divisor under the
-    /// segment of its next multiple. Every bucketed divisor is longer than a segment, so it
-    /// hits it at most once.
+    /// Adds the hits of the segment starting at `first` (of which `len` numbers are in the
+    /// block) and files each divisor under the segment of its next multiple. Every bucketed
+    /// divisor is longer than a segment, so it hits it at most once. `LEN` is the segment length.
     #[inline(never)]
-    fn sieve<S: Accumulator>(&mut self, sums: &mut [S], first: u64) {
-        self.activate(sums, first);
-        let bucket = ((first - self.start) >> self.log2_segment_len) as usize & self.ring_mask;
-        let mut chunk = std::mem::replace(&mut self.head[bucket], NONE);
-        let mut fill = (std::mem::replace(&mut self.write[bucket], 0) as usize)
-            .wrapping_sub(chunk as usize * CHUNK);
-        while chunk != NONE {
-            let base = chunk as usize * CHUNK;
-            for index in base..base + fill {
-                let Pending { divisor, cofactor } = self.pool[index];
-                let n = u64::from(divisor) * u64::from(cofactor);
-                sums[(n - first) as usize].add(u64::from(divisor) + u64::from(cofactor));
-                let next = n + u64::from(divisor);
-                if next < self.end {
-                    self.push(next, divisor, cofactor + 1);
-                }
+    fn sieve<S: Accumulator, const LEN: usize>(
+        &mut self,
+        sums: &mut [S; LEN],
+        len: usize,
+        first: u64,
+    ) {
+        self.activate(&mut sums[..len], first);
+        let log2_segment_len = LEN.trailing_zeros();
+        debug_assert_eq!(log2_segment_len, self.log2_segment_len);
+        let start = self.start;
+        let ring_mask = self.ring_mask;
+        let slot = ((first - start) >> log2_segment_len) as usize & ring_mask;
+        let Buckets {
+            pool,
+            link,
+            head,
+            write,
+            free,
+            drain,
+            ..
+        } = self;
+        let (pool, link, head, write) =
+            (&mut pool[..], &mut link[..], &mut head[..], &mut write[..]);
+        for group in 0..GROUPS {
+            let bucket = slot * GROUPS + group;
+            let mut chunk = std::mem::replace(&mut head[bucket], NONE);
+            if chunk == NONE {
+                continue;
             }
-            let next_chunk = self.link[chunk as usize];
-            self.link[chunk as usize] = self.free;
-            self.free = chunk;
-            chunk = next_chunk;
-            fill = CHUNK;
+            let mut fill = (std::mem::replace(&mut write[bucket], 0) as usize)
+                .wrapping_sub(chunk as usize * CHUNK);
+            // Group g's two buckets and where they write next.
+            let near_bucket = ((slot + group) & ring_mask) * GROUPS + group;
+            let far_bucket = ((slot + group + 1) & ring_mask) * GROUPS + group;
+            let mut near = write[near_bucket];
+            let mut far = write[far_bucket];
+            // Past this offset in the segment, the next multiple is in the far bucket.
+            let far_from = (group as u64 + 1) << log2_segment_len;
+            while chunk != NONE {
+                // A copy of the chunk, so that reading it needs no bounds checks; it is free
+                // for the entries moving on as soon as it is copied.
+                let base = chunk as usize * CHUNK;
+                let entries = &mut drain[..fill];
+                entries.copy_from_slice(&pool[base..base + fill]);
+                let next_chunk = link[chunk as usize];
+                link[chunk as usize] = *free;
+                *free = chunk;
+                chunk = next_chunk;
+                fill = CHUNK;
+                if group == 0 {
+                    for &entry in entries.iter() {
+                        let divisor = entry & u64::from(u32::MAX);
+                        let cofactor = entry >> 32;
+                        let n = divisor * cofactor;
+                        // Every entry of this bucket has its multiple in this segment (and in
+                        // the block): the mask only tells the compiler so.
+                        sums[(n - first) as usize & (LEN - 1)].add(divisor + cofactor);
+                        let next_slot =
+                            ((n + divisor - start) >> log2_segment_len) as usize & ring_mask;
+                        let next_bucket = next_slot * GROUPS;
+                        let mut at = write[next_bucket];
+                        if (at as usize).is_multiple_of(CHUNK) {
+                            at = new_chunk(free, link, &mut head[next_bucket]);
+                        }
+                        pool[at as usize] = entry + NEXT_COFACTOR;
+                        write[next_bucket] = at + 1;
+                    }
+                    continue;
+                }
+                (near, far) = sweep_group(
+                    sums,
+                    entries,
+                    first,
+                    far_from,
+                    (near, far),
+                    pool,
+                    &mut Chunks {
+                        free,
+                        link,
+                        head,
+                        near_bucket,
+                        far_bucket,
+                    },
+                );
+            }
+            write[near_bucket] = near;
+            write[far_bucket] = far;
         }
     }
+}
+
+/// What [`sweep_group`] needs to start a chunk.
+struct Chunks<'a> {
+    free: &'a mut u32,
+    link: &'a mut [u32],
+    head: &'a mut [u32],
+    near_bucket: usize,
+    far_bucket: usize,
+}
+
+/// The bucket sweep for one group's entries (see [`GROUPS`]): adds each entry's pair at its
+/// multiple in the segment starting at `first` and files it under the near or the far bucket,
+/// whose next entries go at `cursors`; returns the cursors moved on.
+#[inline(never)]
+fn sweep_group<S: Accumulator, const LEN: usize>(
+    sums: &mut [S; LEN],
+    entries: &[Pending],
+    first: u64,
+    far_from: u64,
+    cursors: (u32, u32),
+    pool: &mut [Pending],
+    chunks: &mut Chunks<'_>,
+) -> (u32, u32) {
+    let (mut near, mut far) = cursors;
+    for &entry in entries {
+        let divisor = entry & u64::from(u32::MAX);
+        let cofactor = entry >> 32;
+        let n = divisor * cofactor;
+        let offset = n - first;
+        // Every entry of this bucket has its multiple in this segment: the mask only tells the
+        // compiler so.
+        sums[offset as usize & (LEN - 1)].add(divisor + cofactor);
+        let to_far = offset + divisor >= far_from;
+        let mut at = if to_far { far } else { near };
+        if (at as usize).is_multiple_of(CHUNK) {
+            let bucket = if to_far {
+                chunks.far_bucket
+            } else {
+                chunks.near_bucket
+            };
+            at = new_chunk(chunks.free, chunks.link, &mut chunks.head[bucket]);
+        }
+        pool[at as usize] = entry + NEXT_COFACTOR;
+        if to_far {
+            far = at + 1;
+        } else {
+            near = at + 1;
+        }
+    }
+    (near, far)
+}
+
+/// Takes a chunk off the free list `free` as the new head of the bucket whose head is `head`;
+/// returns where its first entry goes.
+#[inline(never)]
+#[cold]
+fn new_chunk(free: &mut u32, link: &mut [u32], head: &mut u32) -> u32 {
+    let fresh = *free;
+    *free = link[fresh as usize];
+    link[fresh as usize] = *head;
+    *head = fresh;
+    fresh * CHUNK as u32
 }
 
 /// Per-thread sieve state, reused across blocks so the scan loop does not allocate.
@@ -457,19 +604,53 @@ impl SieveWorkspace {
         sums_of: fn(&mut SieveWorkspace) -> &mut Vec<S>,
     ) {
         debug_assert!(start >= 1 && start <= end && end - start <= MAX_BLOCK_LEN);
-        let len = end - start;
-        if len == 0 {
+        if start == end {
             return;
         }
         let bands = Bands::new(start, end);
-        let full_len = 1u64 << bands.log2_segment_len;
+        if bands.log2_segment_len == LOG2_SEGMENT_LEN {
+            self.scan_segments::<S, { 1 << LOG2_SEGMENT_LEN }>(
+                start,
+                end,
+                &bands,
+                stop,
+                on_progress,
+                tally,
+                sums_of,
+            );
+        } else {
+            self.scan_segments::<S, { 1 << LOG2_WIDE_SEGMENT_LEN }>(
+                start,
+                end,
+                &bands,
+                stop,
+                on_progress,
+                tally,
+                sums_of,
+            );
+        }
+    }
+
+    /// [`SieveWorkspace::scan_block_with`] for segments `LEN` long.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_segments<S: Accumulator, const LEN: usize>(
+        &mut self,
+        start: u64,
+        end: u64,
+        bands: &Bands,
+        stop: &AtomicBool,
+        on_progress: &mut dyn FnMut(u64),
+        tally: &mut BlockTally,
+        sums_of: fn(&mut SieveWorkspace) -> &mut Vec<S>,
+    ) {
+        debug_assert_eq!(LEN, 1 << bands.log2_segment_len);
+        let full_len = LEN as u64;
         let tiny_top = bands.small_top.min(TINY_DIVISOR_LIMIT);
         self.tiny.reset(start, 2, tiny_top, TINY_SEGMENT_LEN);
         self.small
             .reset(start, tiny_top + 1, bands.small_top, full_len);
         if !self.buckets.reset(
             start,
-            end,
             bands.small_top + 1,
             bands.bucket_top,
             bands.log2_segment_len,
@@ -479,41 +660,41 @@ impl SieveWorkspace {
         }
         let mut sums = std::mem::take(sums_of(self));
         sums.clear();
-        sums.resize(len.min(full_len) as usize, S::ONE);
+        sums.resize(LEN, S::ONE);
+        let Ok(whole) = <&mut [S; LEN]>::try_from(&mut sums[..]) else {
+            // Unreachable: `sums` was just made LEN long.
+            *sums_of(self) = sums;
+            return;
+        };
 
         let mut first = start;
         while first < end {
-            let this_len = full_len.min(end - first);
-            let segment = &mut sums[..this_len as usize];
-            segment.fill(S::ONE);
+            let this_len = full_len.min(end - first) as usize;
+            whole[..this_len].fill(S::ONE);
             if first == 1 {
-                segment[0] = S::default();
+                whole[0] = S::default();
             }
-            if this_len == full_len {
+            if this_len == LEN {
                 // The tiny divisors hit most often: sweep them over L1-sized pieces.
-                for (piece, piece_first) in segment
+                for (piece, piece_first) in whole
                     .chunks_exact_mut(TINY_SEGMENT_LEN as usize)
                     .zip((first..).step_by(TINY_SEGMENT_LEN as usize))
                 {
                     self.tiny.sieve_full(piece, piece_first);
                 }
-                self.small.sieve_full(segment, first);
+                self.small.sieve_full(whole, first);
             } else {
-                self.tiny.sieve_partial(segment, first);
-                self.small.sieve_partial(segment, first);
+                self.tiny.sieve_partial(&mut whole[..this_len], first);
+                self.small.sieve_partial(&mut whole[..this_len], first);
             }
-            self.buckets.sieve(segment, first);
+            self.buckets.sieve(whole, this_len, first);
+            let segment = &mut whole[..this_len];
             if !sieve_directly(segment, first, bands.bucket_top + 1, stop) {
                 break;
             }
             correct_squares(segment, first);
-            for (sum, n) in segment.iter().zip(first..) {
-                tally.checksum = tally.checksum.wrapping_add(sum.low_bits());
-                if sum.is(n) {
-                    tally.perfect.push(n);
-                }
-            }
-            first += this_len;
+            read_out(segment, first, tally);
+            first += this_len as u64;
             tally.done = first;
             on_progress(first);
             if first < end && stop.load(Ordering::Relaxed) {
@@ -553,6 +734,42 @@ fn sieve_directly<S: Accumulator>(
         }
     }
     true
+}
+
+/// Adds the segment's sums (starting at `first`) to the checksum and records its perfect
+/// numbers. Eight numbers at a time, without a branch per number, so that it vectorises.
+fn read_out<S: Accumulator>(segment: &[S], first: u64, tally: &mut BlockTally) {
+    const LANES: usize = 8;
+    let mut checksum = tally.checksum;
+    let mut chunks = segment.chunks_exact(LANES);
+    let mut n = first;
+    for chunk in &mut chunks {
+        let mut any = false;
+        for (sum, n) in chunk.iter().zip(n..) {
+            checksum = checksum.wrapping_add(sum.low_bits());
+            any |= sum.is(n);
+        }
+        if any {
+            record_perfect(chunk, n, tally);
+        }
+        n += LANES as u64;
+    }
+    let rest = chunks.remainder();
+    for sum in rest {
+        checksum = checksum.wrapping_add(sum.low_bits());
+    }
+    record_perfect(rest, n, tally);
+    tally.checksum = checksum;
+}
+
+/// Records the perfect numbers among `sums`, the sums of `first`, `first + 1`, ...
+#[cold]
+fn record_perfect<S: Accumulator>(sums: &[S], first: u64, tally: &mut BlockTally) {
+    for (sum, n) in sums.iter().zip(first..) {
+        if sum.is(n) {
+            tally.perfect.push(n);
+        }
+    }
 }
 
 /// Every square r * r (r >= 2) in the segment got the pair (r, r) as 2r; it has r once.
@@ -606,6 +823,82 @@ mod tests {
             assert_eq!(narrow.checksum, wide.checksum);
             assert_eq!(narrow.perfect, wide.perfect);
         }
+    }
+
+    /// `[start, end)` sieved as windows of at most one segment: every divisor past the small
+    /// band is then found directly, none bucketed.
+    fn sieve_in_windows(start: u64, end: u64) -> BlockTally {
+        let mut joined = BlockTally {
+            done: start,
+            ..BlockTally::default()
+        };
+        while joined.done < end {
+            let window_end = end.min(joined.done + SMALL_DIVISOR_LIMIT - 1);
+            let part = sieve_range(joined.done, window_end, false);
+            joined.checksum = joined.checksum.wrapping_add(part.checksum);
+            joined.perfect.extend(part.perfect);
+            joined.done = window_end;
+        }
+        joined
+    }
+
+    #[test]
+    fn bucket_groups_agree_with_direct_sieving() {
+        let segment = 1u64 << LOG2_SEGMENT_LEN;
+        // Near 1.5 * 10^12 the divisors reach 1.22 * 10^6: every group 1..GROUPS, and group 0
+        // (d of 2^20 and more); near 2 * 10^9, group 1 only, and the ring (4 slots) wraps
+        // dozens of times; near 2^30, the first bucketed divisors become active inside the
+        // block. Blocks start and end mid-segment.
+        for (start, segments) in [
+            (1_500_000_000_000 - 12_345, 14),
+            (2_000_000_000, 150),
+            (1_073_000_000, 40),
+        ] {
+            let end = start + segments * segment + 777;
+            let bands = Bands::new(start, end);
+            assert!(bands.bucket_top > bands.small_top, "{start}: buckets used");
+            let whole = sieve_range(start, end, false);
+            let windows = sieve_in_windows(start, end);
+            assert_eq!(whole.checksum, windows.checksum, "{start}");
+            assert_eq!(whole.perfect, windows.perfect, "{start}");
+            assert_eq!(whole.done, end);
+        }
+    }
+
+    #[test]
+    fn divisors_at_group_edges() {
+        // Blocks whose largest divisors sit just below and above the edges between groups
+        // (multiples of the segment length) and at the edge to group 0.
+        let segment = 1u64 << LOG2_SEGMENT_LEN;
+        for edge in [2 * segment, 3 * segment, GROUPS as u64 * segment] {
+            for root in [edge - 1, edge, edge + 1] {
+                let start = root * root - 3 * segment;
+                let end = root * root + 3 * segment + 5;
+                let whole = sieve_range(start, end, false);
+                assert_eq!(
+                    whole.checksum,
+                    sieve_in_windows(start, end).checksum,
+                    "{root}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn perfect_numbers_in_and_after_the_eight_number_chunks() {
+        // 8128 as the first, a middle and the last number of a chunk, and in the remainder.
+        for (start, end) in [
+            (8128, 8140),
+            (8125, 8140),
+            (8121, 8129),
+            (8120, 8129),
+            (8128, 8129),
+        ] {
+            let tally = sieve_range(start, end, false);
+            assert_eq!(tally.perfect, [8128], "[{start}, {end})");
+            assert_eq!(sieve_range(start, end, true).perfect, [8128]);
+        }
+        assert_eq!(sieve_range(1, 100, false).perfect, [6, 28]);
     }
 
     #[test]
