@@ -38,6 +38,16 @@ const JOIN: Duration = Duration::from_secs(30);
 /// The 7th perfect number lies in [NEAR_7TH, NEAR_7TH + 100,000,000).
 const NEAR_7TH: u64 = 137_400_000_000;
 
+/// A search from NEAR_7TH that keeps two one-thread computes busy for about `seconds` at this
+/// machine's speed now (at least 100,000,000 numbers, so it holds the 7th perfect number). A
+/// fixed size would end before a test's second or fourth lease on a fast machine: the ranges
+/// themselves are sized by time.
+fn search_near_7th(seconds: f64) -> (u64, u64) {
+    let one_thread = sigma_tests::faults::numbers_per_second(NEAR_7TH).clamp(5e6, 3e8);
+    let len = ((one_thread * 2.0 * seconds) as u64 / 1_000_000 * 1_000_000).max(100_000_000);
+    (NEAR_7TH, NEAR_7TH + len - 1)
+}
+
 fn start_computes(manage: &Manage, count: usize) -> Vec<Process> {
     (0..count)
         .map(|_| manage.start_compute(&["--threads", "1"]))
@@ -268,7 +278,7 @@ fn report_kill_during_a_run_stops_everything_within_five_seconds() {
 /// the prefix it finished; the other compute finishes the search, and the count is exact.
 fn compute_signal_loses_no_numbers(signal: i32) {
     let _cpu = shared_cpu();
-    let (start, until) = (NEAR_7TH, NEAR_7TH + 100_000_000 - 1);
+    let (start, until) = search_near_7th(8.0);
     let mut manage = Manage::start(&[
         "--start",
         &start.to_string(),
@@ -380,7 +390,7 @@ fn manage_stopped_by_sigterm_exits_cleanly() {
 #[test]
 fn a_killed_computes_range_is_reassigned() {
     let _cpu = shared_cpu();
-    let (start, until) = (NEAR_7TH, NEAR_7TH + 100_000_000 - 1);
+    let (start, until) = search_near_7th(8.0);
     let mut manage = Manage::start(&[
         "--start",
         &start.to_string(),
@@ -432,7 +442,7 @@ fn a_killed_computes_range_is_reassigned() {
 #[test]
 fn late_joiners_and_early_leavers_never_overlap() {
     let _cpu = shared_cpu();
-    let (start, until) = (NEAR_7TH, NEAR_7TH + 150_000_000 - 1);
+    let (start, until) = search_near_7th(14.0);
     let mut manage = Manage::start(&[
         "--start",
         &start.to_string(),
