@@ -255,6 +255,7 @@ fn a_compute_killed_mid_job_fails_over_or_fails_cleanly() {
         .position(|&id| id == target)
         .expect("a known compute");
     std::thread::sleep(Duration::from_millis(500));
+    let _cleanup = JobFoldersOf(computes[index].pid());
     computes[index].signal(SIGKILL);
     let status = report
         .wait_exit(Duration::from_secs(40))
@@ -274,6 +275,24 @@ fn a_compute_killed_mid_job_fails_over_or_fails_cleanly() {
     } else {
         assert!(err.contains("internal-error"), "{err}");
         assert!(err.contains("went away"), "{err}");
+    }
+}
+
+/// Removes, when dropped, the job folders of a compute killed before it could (the sandbox names
+/// them `sigma-job-PID-…` in the temporary folder), so the test leaves nothing behind.
+struct JobFoldersOf(u32);
+
+impl Drop for JobFoldersOf {
+    fn drop(&mut self) {
+        let prefix = format!("sigma-job-{}-", self.0);
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 }
 
