@@ -175,6 +175,24 @@ impl Manage {
         }
     }
 
+    /// The status every 200 ms until `enough` holds; panics, saying `what` was awaited, at
+    /// `deadline`.
+    pub fn poll_status(
+        &self,
+        deadline: Instant,
+        what: &str,
+        mut enough: impl FnMut(&StatusDoc) -> bool,
+    ) -> StatusDoc {
+        loop {
+            let status = self.status();
+            if enough(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}: {status:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Every event manage has logged so far.
     pub fn events(&self) -> Vec<Event> {
         parse_events(&self.process.stderr_lines())

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sigma_tests::cluster::{
-    assert_live_leases_disjoint, compute_id, parse_events, perfect_between, results, StatusDoc,
+    assert_live_leases_disjoint, compute_id, parse_events, perfect_between, results,
 };
 use sigma_tests::faults::{
     acknowledged, assert_final_state, assert_nothing_acknowledged_lost, numbers_per_second,
@@ -102,23 +102,6 @@ fn sizing_rate(lo: u64) -> f64 {
     numbers_per_second(lo).clamp(5e6, 6e7)
 }
 
-/// The status every 200 ms until `enough` holds; panics at `deadline`.
-fn poll_status(
-    manage: &Manage,
-    deadline: Instant,
-    what: &str,
-    mut enough: impl FnMut(&StatusDoc) -> bool,
-) -> StatusDoc {
-    loop {
-        let status = manage.status();
-        if enough(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{what}: {status:?}");
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Three one-thread computes search 1..=N (the first five perfect numbers; N sized for about
 /// 12 s without faults) with ranges of 1 s. Every 2 to 4 s, and also when the count passes
 /// about 20%, 45% and 70% of the search (so that a run faster than planned still has its
@@ -142,7 +125,7 @@ fn computes_killed_at_random_lose_nothing() {
     let deadline = started + Duration::from_secs(50);
     loop {
         let due = Instant::now() + rng.between(2 * SECOND, 4 * SECOND);
-        let status = poll_status(&manage, deadline, "the search is not done", |status| {
+        let status = manage.poll_status(deadline, "the search is not done", |status| {
             status.done
                 || Instant::now() >= due
                 || marks.first().is_some_and(|&m| status.tested >= m)
@@ -327,12 +310,9 @@ fn manage_killed_twice_at_random_moments_loses_nothing() {
     let mut late = 0;
     for (round, (low, high)) in [(10, 35), (45, 70)].into_iter().enumerate() {
         let mark = (until / 100) * (low + rng.below(high - low + 1));
-        poll_status(
-            &manage,
-            deadline,
-            "the kill's mark is not reached",
-            |status| status.tested >= mark,
-        );
+        manage.poll_status(deadline, "the kill's mark is not reached", |status| {
+            status.tested >= mark
+        });
         thread::sleep(rng.between(Duration::ZERO, Duration::from_millis(700)));
         let acked = acknowledged(&manage);
         assert!(!acked.status.done, "the search ended before kill {round}");

@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sigma_tests::cluster::{
-    assert_live_leases_disjoint, compute_id, parse_events, perfect_between, Event, StatusDoc,
+    assert_live_leases_disjoint, compute_id, parse_events, perfect_between, Event,
 };
 use sigma_tests::faults::{
     acknowledged, assert_final_state, assert_nothing_acknowledged_lost, numbers_per_second,
@@ -41,22 +41,6 @@ const JOIN: Duration = Duration::from_secs(30);
 const NOTICE_MARGIN: Duration = Duration::from_secs(3);
 /// The shortest lease manage is started with here, in seconds.
 const LEASE_FLOOR: &str = "5";
-
-fn poll_status(
-    manage: &Manage,
-    deadline: Instant,
-    what: &str,
-    mut enough: impl FnMut(&StatusDoc) -> bool,
-) -> StatusDoc {
-    loop {
-        let status = manage.status();
-        if enough(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{what}: {status:?}");
-        thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// `lease L of compute C expired: [lo, hi) goes back to the pool`, as `(L, lo, hi)`.
 fn expired_lease(line: &str, compute: u64) -> Option<(u64, u64, u64)> {
@@ -112,7 +96,7 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
         .map(|host| Process::start_in(&host.netns, "compute", &[&listen, "--threads", "1"], |_| {}))
         .collect();
     let ids: Vec<u64> = computes.iter().map(|c| compute_id(c, JOIN)).collect();
-    let status = poll_status(&manage, deadline, "three computes connect", |s| {
+    let status = manage.poll_status(deadline, "three computes connect", |s| {
         s.computes.len() == 3
     });
     for (compute, host) in computes.iter().zip(compute_hosts) {
@@ -145,7 +129,7 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
     // 2. Pull the first compute host's cable while it holds a lease.
     let (victim, victim_host, victim_id) = (0, 1, ids[0]);
     let victim_pid = u64::from(computes[victim].pid());
-    poll_status(&manage, deadline, "the victim holds a lease", |s| {
+    manage.poll_status(deadline, "the victim holds a lease", |s| {
         s.computes
             .iter()
             .any(|c| c.pid == victim_pid && c.lease.is_some())
@@ -275,7 +259,7 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
         worked,
         "the reconnected compute {new_id} delivered no result within 30 s"
     );
-    let status = poll_status(&manage, deadline, "the compute is listed again", |s| {
+    let status = manage.poll_status(deadline, "the compute is listed again", |s| {
         s.computes.iter().any(|c| c.pid == victim_pid)
     });
     let doc = status
