@@ -193,6 +193,37 @@ impl Manage {
         }
     }
 
+    /// Waits, until `deadline` (at least 5 s from now), for the search of `start..=until` to be
+    /// done: exactly every number tested, then (verification runs on a thread, so they may
+    /// trail the count by a moment, up to 40 s) exactly its perfect numbers, and `computes`
+    /// computes connected. Returns the last status; panics on any difference.
+    pub fn wait_exact(
+        &self,
+        start: u64,
+        until: u64,
+        computes: usize,
+        deadline: Instant,
+    ) -> StatusDoc {
+        let expected = perfect_between(start, until + 1);
+        let within = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(5));
+        let status = self.wait_done(within);
+        assert_eq!(status.tested, until - start + 1, "tested: {status:?}");
+        assert_eq!(status.frontier, until + 1, "frontier: {status:?}");
+        let mut last = status;
+        let settled = crate::eventually(Duration::from_secs(40), || {
+            last = self.status();
+            last.perfect == expected && last.computes.len() == computes
+        });
+        assert!(
+            settled,
+            "expected perfect numbers {expected:?} and {computes} computes connected: {last:?}"
+        );
+        assert_eq!(last.tested, until - start + 1, "tested: {last:?}");
+        last
+    }
+
     /// Every event manage has logged so far.
     pub fn events(&self) -> Vec<Event> {
         parse_events(&self.process.stderr_lines())

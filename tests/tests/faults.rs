@@ -18,7 +18,7 @@ use sigma_tests::faults::{
     acknowledged, assert_final_state, assert_nothing_acknowledged_lost, numbers_per_second,
     restart, resumed_tested, round_size, sigkill, Rng, StoredState,
 };
-use sigma_tests::{eventually, Manage, Process};
+use sigma_tests::{Manage, Process};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -67,23 +67,7 @@ fn finish(
     deadline: Instant,
 ) {
     let expected = perfect_between(start, until + 1);
-    let within = deadline
-        .saturating_duration_since(Instant::now())
-        .max(5 * SECOND);
-    let status = manage.wait_done(within);
-    assert_eq!(status.tested, until - start + 1, "tested: {status:?}");
-    assert_eq!(status.frontier, until + 1, "frontier: {status:?}");
-    let mut last = status;
-    let settled = eventually(Duration::from_secs(40), || {
-        last = manage.status();
-        last.perfect == expected && last.computes.len() == computes.len()
-    });
-    assert!(
-        settled,
-        "expected perfect numbers {expected:?} and {} computes connected: {last:?}",
-        computes.len()
-    );
-    assert_eq!(last.tested, until - start + 1, "tested: {last:?}");
+    manage.wait_exact(start, until, computes.len(), deadline);
     let checked = assert_live_leases_disjoint(&manage.events());
     eprintln!("{checked} leases assigned by the last manage, none overlapping a live one");
 

@@ -292,21 +292,7 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
 
     // 5. The search finishes exactly, with every compute back, each from its own address.
     let expected = perfect_between(start, until + 1);
-    let within = deadline
-        .saturating_duration_since(Instant::now())
-        .max(5 * SECOND);
-    let status = manage.wait_done(within);
-    assert_eq!(status.tested, until - start + 1, "tested: {status:?}");
-    assert_eq!(status.frontier, until + 1, "frontier: {status:?}");
-    let mut last = status;
-    let settled = eventually(Duration::from_secs(40), || {
-        last = manage.status();
-        last.perfect == expected && last.computes.len() == 3
-    });
-    assert!(
-        settled,
-        "expected perfect numbers {expected:?} and 3 computes connected: {last:?}"
-    );
+    let last = manage.wait_exact(start, until, 3, deadline);
     for (compute, host) in computes.iter().zip(compute_hosts) {
         let doc = last
             .computes
