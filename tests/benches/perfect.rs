@@ -17,23 +17,8 @@
 use std::time::{Duration, Instant};
 
 use sigma_tests::cluster::{final_state, report_status};
-use sigma_tests::{Manage, Process, PERFECT_NUMBERS};
-
-/// Numbers per second of `compute scan LO LO+LEN --threads 1`, timed from outside.
-fn one_thread_rate(lo: u64, len: u64) -> f64 {
-    let (from, to) = (lo.to_string(), (lo + len).to_string());
-    let started = Instant::now();
-    let mut scan = Process::start_quiet("compute", &["scan", &from, &to, "--threads", "1"]);
-    let status = scan
-        .wait_exit(Duration::from_secs(600))
-        .expect("the baseline scan ends within 10 minutes");
-    assert!(
-        status.success(),
-        "compute scan failed: {:?}",
-        scan.stderr_lines()
-    );
-    len as f64 / started.elapsed().as_secs_f64()
-}
+use sigma_tests::faults::scan_rate;
+use sigma_tests::{Manage, PERFECT_NUMBERS};
 
 /// Seconds since midnight of a log line's `[YYYY-MM-DDTHH:MM:SS.mmmZ` timestamp.
 fn log_seconds(line: &str) -> Option<f64> {
@@ -137,7 +122,7 @@ fn main() {
     // cluster's ranges.
     let rates: Vec<f64> = [until / 4, until / 2, until - until / 100]
         .iter()
-        .map(|&lo| one_thread_rate(lo.max(1), 1 << 28))
+        .map(|&lo| scan_rate(lo.max(1), 1 << 28))
         .collect();
     // Time per number grows with n, so the whole run's ideal is the harmonic mean.
     let ideal = rates.len() as f64 / rates.iter().map(|r| 1.0 / r).sum::<f64>() * cores as f64;

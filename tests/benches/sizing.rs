@@ -187,18 +187,22 @@ fn run_magnitude(start: u64, target: f64, wanted: usize) -> (Vec<Row>, Vec<usize
         .collect();
     eprintln!("near {start}: competing load started on every core after lease {last_quiet_lease}");
 
-    // Under load: until each compute has recovered and done `wanted` steady ranges after that.
-    let deadline = load_began + phase_time * 2;
-    let rows = loop {
-        let rows = finished(&manage.events());
-        let (classified, _) = classify(
-            &rows,
+    let split = |rows: &[(Lease, ResultEvent)]| {
+        classify(
+            rows,
             &ids,
             start,
             last_quiet_lease,
             &finished_before,
             target,
-        );
+        )
+    };
+
+    // Under load: until each compute has recovered and done `wanted` steady ranges after that.
+    let deadline = load_began + phase_time * 2;
+    let rows = loop {
+        let rows = finished(&manage.events());
+        let (classified, _) = split(&rows);
         let enough = ids.iter().all(|&id| {
             classified
                 .iter()
@@ -225,14 +229,7 @@ fn run_magnitude(start: u64, target: f64, wanted: usize) -> (Vec<Row>, Vec<usize
     }
     let _ = manage.process.wait_exit(Duration::from_secs(10));
 
-    classify(
-        &rows,
-        &ids,
-        start,
-        last_quiet_lease,
-        &finished_before,
-        target,
-    )
+    split(&rows)
 }
 
 /// Splits the finished ranges of the computes `ids` into phases and counts each compute's

@@ -44,7 +44,7 @@ const NEAR_7TH: u64 = 137_400_000_000;
 /// themselves are sized by time.
 fn search_near_7th(seconds: f64) -> (u64, u64) {
     let one_thread = sigma_tests::faults::numbers_per_second(NEAR_7TH).clamp(5e6, 3e8);
-    let len = ((one_thread * 2.0 * seconds) as u64 / 1_000_000 * 1_000_000).max(100_000_000);
+    let len = sigma_tests::faults::round_size(one_thread * 2.0 * seconds, 100_000_000);
     (NEAR_7TH, NEAR_7TH + len - 1)
 }
 
