@@ -294,18 +294,24 @@ impl Worker {
 
     fn work(&mut self, link: &mut Link) -> SessionEnd {
         loop {
+            // Whether the request went with the result (see `deliver`).
+            let mut asked = false;
             if let Some(finished) = self.undelivered.clone() {
-                if let Err(why) = self.deliver(link, &finished) {
-                    return SessionEnd::Lost(why);
+                match self.deliver(link, &finished, !self.stopping()) {
+                    Ok(requested) => asked = requested,
+                    Err(why) => return SessionEnd::Lost(why),
                 }
             }
             if self.stopping() {
+                // A request already sent is given back by manage when the bye comes.
                 let _ = link.send(&Message::Bye);
                 log::info!("stopped; said bye to manage");
                 return SessionEnd::Stopped;
             }
-            if let Err(e) = link.send(&Message::Request) {
-                return SessionEnd::Lost(format!("sending a request: {e}"));
+            if !asked {
+                if let Err(e) = link.send(&Message::Request) {
+                    return SessionEnd::Lost(format!("sending a request: {e}"));
+                }
             }
             match link.receive() {
                 Ok(Reply::Assign { lease, lo, hi }) => {
@@ -403,12 +409,15 @@ impl Worker {
         if let Some(why) = lost {
             return Err(why);
         }
-        self.deliver(link, &finished)
+        // Delivered at the top of `work`'s loop, with the next request.
+        Ok(())
     }
 
     /// Sends a result and waits for its ack. Done either way when manage answers: an ack, or
-    /// an unknown-lease error (the range was settled without it).
-    fn deliver(&mut self, link: &mut Link, finished: &Finished) -> Result<(), String> {
+    /// an unknown-lease error (the range was settled without it). With `ask`, the next
+    /// request goes in the same write: manage answers both in one batch (the ack, then the
+    /// assign), which saves a round trip between ranges. Returns whether it asked.
+    fn deliver(&mut self, link: &mut Link, finished: &Finished, ask: bool) -> Result<bool, String> {
         let Some(perfect) = PerfectList::from_slice(&finished.perfect) else {
             // Only 8 perfect numbers exist below 2^64: more means a broken kernel.
             return Err(format!(
@@ -424,8 +433,12 @@ impl Worker {
             checksum: finished.checksum,
             perfect,
         });
-        link.send(&message)
-            .map_err(|e| format!("sending a result: {e}"))?;
+        let sent = if ask {
+            link.send_both(&message, &Message::Request)
+        } else {
+            link.send(&message)
+        };
+        sent.map_err(|e| format!("sending a result: {e}"))?;
         match link.receive()? {
             Reply::Ack(lease) if lease == finished.lease => {}
             Reply::Error(ErrorCode::UnknownLease, text) => {
@@ -442,7 +455,7 @@ impl Worker {
             }
         }
         self.undelivered = None;
-        Ok(())
+        Ok(ask)
     }
 }
 
@@ -528,6 +541,14 @@ impl Link {
     fn send(&mut self, message: &Message<'_>) -> io::Result<()> {
         self.out.clear();
         message.encode(&mut self.out);
+        self.stream.write_all(&self.out)
+    }
+
+    /// Two messages in one write.
+    fn send_both(&mut self, first: &Message<'_>, second: &Message<'_>) -> io::Result<()> {
+        self.out.clear();
+        first.encode(&mut self.out);
+        second.encode(&mut self.out);
         self.stream.write_all(&self.out)
     }
 

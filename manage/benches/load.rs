@@ -12,8 +12,16 @@
 //! manage's CPU (utime + stime over the window) and VmRSS, the generator's own CPU, the load
 //! average, and how many bytes manage logged. Then a memory figure for idle computes.
 //!
+//! Scenarios: `1`, `100`, `1000` computes in a closed loop (each asks again as soon as its ack
+//! comes); `1000-warn` (manage logging warnings only); `1000-check` (1% double-checks);
+//! `1000-pipelined` (each result and the next request in one write, as the real compute sends
+//! them); `1000@RATE` (paced: the computes start RATE trips a second in all, so the latencies
+//! are those at that load, not at saturation); `baseline-1000` and `baseline-1000-pipelined`:
+//! the same generator against a server that only answers (no state, disk or log; see
+//! `baseline_server`), which is what this machine's loopback and the generator allow.
+//!
 //! Environment: `LOAD_SECONDS` (measured window per scenario, default 6), `LOAD_SCENARIOS` (comma
-//! list of `1`, `100`, `1000`, `1000-warn`, `1000-check`, `idle`; default all), `LOAD_THREADS`
+//! list of the scenarios above and `idle`; default all), `LOAD_THREADS`
 //! (generator threads, default 2), `LOAD_IDLE` (idle computes, default 10000). A scenario prints
 //! `manage pid …` when its load starts, so `perf record -p` can be attached from outside.
 //!
@@ -80,8 +88,6 @@ impl Manage {
     fn start(extra: &[&str], level: &str) -> Manage {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let state = dir.path().join("state");
-        let log = dir.path().join("manage.log");
-        let stderr = File::create(&log).expect("a log file");
         // manage logs "listening on ADDR" at info; at a quieter level the port is picked here
         // (bound, then freed) and manage is given it.
         let verbose = level.starts_with("info") || level.starts_with("debug");
@@ -91,22 +97,45 @@ impl Manage {
             let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
             probe.local_addr().expect("its address").to_string()
         };
-        // Logs go to a file, not a pipe: reading 100,000 lines a second would load the generator,
-        // and a full pipe would stall manage.
-        let child = Command::new(env!("CARGO_BIN_EXE_manage"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_manage"));
+        command
             .args(["--listen", &listen, "--state"])
             .arg(&state)
             .args(["--start", "1000000000000"])
             .args(extra)
-            .env("RUST_LOG", level)
+            .env("RUST_LOG", level);
+        let known = if verbose { None } else { Some(listen) };
+        Manage::spawn(command, dir, known)
+    }
+
+    /// Starts the baseline server (this bench's own executable, see [`baseline_server`]).
+    fn baseline() -> Manage {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let mut command = Command::new(std::env::current_exe().expect("the bench's path"));
+        command.env(BASELINE_ENV, "1");
+        Manage::spawn(command, dir, None)
+    }
+
+    /// Spawns `command` with its log in `dir`; waits until it listens: at `listen` if given,
+    /// else where its log says "listening on ADDR".
+    fn spawn(mut command: Command, dir: tempfile::TempDir, listen: Option<String>) -> Manage {
+        let log = dir.path().join("manage.log");
+        let stderr = File::create(&log).expect("a log file");
+        // Logs go to a file, not a pipe: reading 100,000 lines a second would load the generator,
+        // and a full pipe would stall manage.
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .expect("manage starts");
+            .expect("the server starts");
         let mut manage = Manage {
             child,
-            address: listen.parse().expect("an address"),
+            address: listen
+                .as_deref()
+                .unwrap_or("127.0.0.1:0")
+                .parse()
+                .expect("an address"),
             log,
             _dir: dir,
         };
@@ -114,11 +143,11 @@ impl Manage {
         loop {
             if let Ok(Some(status)) = manage.child.try_wait() {
                 panic!(
-                    "manage exited at start ({status}):\n{}",
+                    "the server exited at start ({status}):\n{}",
                     std::fs::read_to_string(&manage.log).unwrap_or_default()
                 );
             }
-            if verbose {
+            if listen.is_none() {
                 let text = std::fs::read_to_string(&manage.log).unwrap_or_default();
                 let found = text.lines().find_map(|line| {
                     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
@@ -131,7 +160,10 @@ impl Manage {
             } else if std::net::TcpStream::connect(manage.address).is_ok() {
                 return manage;
             }
-            assert!(Instant::now() < deadline, "manage did not start listening");
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start listening"
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -318,6 +350,19 @@ enum Step {
     Dead,
 }
 
+/// How a simulated compute sends.
+#[derive(Clone, Copy, Debug)]
+enum Pattern {
+    /// Request, wait for the assign, result, wait for the ack, again at once (closed loop).
+    Closed,
+    /// As `Closed`, but each result and the next request go in one write.
+    Pipelined,
+    /// Closed-loop trips, each compute starting one every `computes / rate` seconds: the
+    /// generator offers `rate` trips/s in all, and the latencies are those at that rate
+    /// rather than at saturation.
+    Paced { rate: f64 },
+}
+
 struct Client {
     work: TcpStream,
     reader: Reader,
@@ -326,6 +371,10 @@ struct Client {
     sent: usize,
     writable: bool,
     step: Step,
+    pattern: Pattern,
+    /// When paced: the time between two trips' starts, and the next start.
+    period: Duration,
+    next_start: Instant,
 }
 
 /// What one reply asked of a client (copied out of the reader's frame).
@@ -436,6 +485,10 @@ impl Client {
                     return;
                 }
             }
+            // As manage reads: a short read drained the socket (see `read_available`).
+            if self.reader.last_read_was_short() {
+                return;
+            }
         }
     }
 
@@ -480,13 +533,29 @@ impl Client {
                     perfect: PerfectList::new(),
                 };
                 self.step = Step::Reported(Instant::now());
-                self.send(Message::Result(result), registry, token);
+                if matches!(self.pattern, Pattern::Pipelined) {
+                    // The next request goes with the result, in one write; manage answers both
+                    // in the same batch (ack, then assign), in one write too.
+                    Message::Result(result).encode(&mut self.out);
+                    self.send(Message::Request, registry, token);
+                } else {
+                    self.send(Message::Result(result), registry, token);
+                }
             }
             (Reply::Ack, &Step::Reported(sent)) => {
                 if window.holds(now) {
                     tally.ack_us.push(micros(now - sent));
                 }
-                self.request(registry, token);
+                match self.pattern {
+                    // The request went with the result: its assign is timed from then.
+                    Pattern::Pipelined => self.step = Step::Requested(sent),
+                    Pattern::Closed => self.request(registry, token),
+                    // A start already past (the server fell behind) is due at once.
+                    Pattern::Paced { .. } => {
+                        self.next_start += self.period;
+                        self.step = Step::Waiting(self.next_start);
+                    }
+                }
             }
             (Reply::Wait(ms), &Step::Requested(_)) => {
                 if window.holds(now) {
@@ -507,7 +576,13 @@ impl Client {
 }
 
 /// Runs `joined` computes until the window ends; returns what was seen inside it.
-fn drive(joined: Vec<Joined>, ready: mpsc::Sender<()>, go: mpsc::Receiver<Window>) -> Tally {
+fn drive(
+    joined: Vec<Joined>,
+    pattern: Pattern,
+    computes: usize,
+    ready: mpsc::Sender<()>,
+    go: mpsc::Receiver<Window>,
+) -> Tally {
     let mut poll = Poll::new().expect("a poll");
     let mut clients: Vec<Client> = joined
         .into_iter()
@@ -525,6 +600,12 @@ fn drive(joined: Vec<Joined>, ready: mpsc::Sender<()>, go: mpsc::Receiver<Window
                 sent: 0,
                 writable: false,
                 step: Step::Dead,
+                pattern,
+                period: match pattern {
+                    Pattern::Paced { rate } => Duration::from_secs_f64(computes as f64 / rate),
+                    _ => Duration::ZERO,
+                },
+                next_start: Instant::now(),
             }
         })
         .collect();
@@ -541,10 +622,19 @@ fn drive(joined: Vec<Joined>, ready: mpsc::Sender<()>, go: mpsc::Receiver<Window
     let _ = ready.send(());
     let window = go.recv().expect("the window");
     let mut tally = Tally::default();
-    for (i, client) in clients.iter_mut().enumerate() {
-        client.request(poll.registry(), Token(2 * i));
-    }
     let mut waiting: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let first_start = Instant::now();
+    let count = clients.len();
+    for (i, client) in clients.iter_mut().enumerate() {
+        if let Pattern::Paced { .. } = pattern {
+            // Starts spread evenly over one period.
+            client.next_start = first_start + client.period.mul_f64(i as f64 / count as f64);
+            client.step = Step::Waiting(client.next_start);
+            waiting.push(Reverse((client.next_start, i)));
+        } else {
+            client.request(poll.registry(), Token(2 * i));
+        }
+    }
     let mut events = Events::with_capacity(1024);
     let mut scratch = [0u8; 4096];
     // manage gives up a compute whose control connection is silent for 15 s.
@@ -630,9 +720,28 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
-/// One load scenario: `clients` computes against a manage started with `extra` at `level`.
-fn load(name: &str, clients: usize, extra: &[&str], level: &str, seconds: u64, threads: usize) {
-    let manage = Manage::start(extra, level);
+/// What a load scenario runs against.
+#[derive(Clone, Copy)]
+enum Server<'a> {
+    /// manage, with these arguments, at this log level.
+    Manage(&'a [&'a str], &'a str),
+    /// The baseline server ([`baseline_server`]).
+    Baseline,
+}
+
+/// One load scenario: `clients` computes against `server`, sending as `pattern` says.
+fn load(
+    name: &str,
+    clients: usize,
+    server: Server<'_>,
+    pattern: Pattern,
+    seconds: u64,
+    threads: usize,
+) {
+    let manage = match server {
+        Server::Manage(extra, level) => Manage::start(extra, level),
+        Server::Baseline => Manage::baseline(),
+    };
     let pid = manage.pid();
     let threads = threads.clamp(1, clients);
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -648,7 +757,7 @@ fn load(name: &str, clients: usize, extra: &[&str], level: &str, seconds: u64, t
         let address = manage.address;
         handles.push(thread::spawn(move || {
             let joined = join(address, first, count, |_| true);
-            drive(joined, ready, go_rx)
+            drive(joined, pattern, clients, ready, go_rx)
         }));
     }
     for _ in 0..threads {
@@ -802,6 +911,144 @@ fn idle(computes: usize) {
     drop(work_only);
 }
 
+/// Set in the environment of this bench's own executable to make it the baseline server.
+const BASELINE_ENV: &str = "SIGMA_LOAD_BASELINE_SERVER";
+
+/// The baseline: one mio thread that answers the computes' messages with the least work a valid
+/// reply needs (frame and decode with xmlwire, encode the reply), and nothing else: no state, no
+/// disk, no log. With the same generator, its trips/s is what this machine's loopback and the
+/// generator allow for the message pattern; manage's ratio to it is what manage's own work costs.
+/// It reads as manage does (until the socket is drained, see `Connection::read_available`) and
+/// writes each connection's replies once per event.
+fn baseline_server() {
+    use mio::net::TcpListener as MioListener;
+    use xmlwire::protocol::{Ack, Assign, Welcome};
+
+    struct Peer {
+        stream: TcpStream,
+        reader: Reader,
+        out: Vec<u8>,
+        sent: usize,
+    }
+    const LISTENER: Token = Token(usize::MAX);
+    let mut listener =
+        MioListener::bind("127.0.0.1:0".parse().expect("an address")).expect("bind loopback");
+    eprintln!(
+        "baseline server listening on {}",
+        listener.local_addr().expect("its address")
+    );
+    let mut poll = Poll::new().expect("a poll");
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .expect("register the listener");
+    let mut peers: slab::Slab<Peer> = slab::Slab::new();
+    let mut events = Events::with_capacity(1024);
+    let (mut next_id, mut next_lo) = (1u64, 1_000_000_000_000u64);
+    loop {
+        match poll.poll(&mut events, None) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+        for event in events.iter() {
+            if event.token() == LISTENER {
+                while let Ok((mut stream, _)) = listener.accept() {
+                    let _ = stream.set_nodelay(true);
+                    let entry = peers.vacant_entry();
+                    poll.registry()
+                        .register(&mut stream, Token(entry.key()), Interest::READABLE)
+                        .expect("register a connection");
+                    entry.insert(Peer {
+                        stream,
+                        reader: Reader::new(Limits::DEFAULT),
+                        out: Vec::new(),
+                        sent: 0,
+                    });
+                }
+                continue;
+            }
+            let key = event.token().0;
+            let Some(peer) = peers.get_mut(key) else {
+                continue;
+            };
+            let mut closed = false;
+            loop {
+                let mut drained = false;
+                match peer.reader.read_from(&mut peer.stream) {
+                    Ok(0) => closed = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+                    Err(_) => closed = true,
+                }
+                while let Ok(Some(frame)) = peer.reader.next_message() {
+                    let reply = match protocol::decode(&frame) {
+                        Ok(Message::Hello(_)) => {
+                            next_id += 1;
+                            Some(Message::Welcome(Welcome {
+                                compute_id: next_id,
+                                target_ms: 1000,
+                                session: Hex::new("00").expect("hex"),
+                                nonce: Hex::new("00").expect("hex"),
+                            }))
+                        }
+                        Ok(Message::Request) => {
+                            next_id += 1;
+                            next_lo += 1000;
+                            Some(Message::Assign(Assign {
+                                lease: next_id,
+                                lo: next_lo,
+                                hi: next_lo + 1000,
+                                deadline_ms: 60_000,
+                            }))
+                        }
+                        Ok(Message::Result(result)) => Some(Message::Ack(Ack {
+                            lease: result.lease,
+                        })),
+                        _ => None,
+                    };
+                    if let Some(reply) = reply {
+                        reply.encode(&mut peer.out);
+                    }
+                }
+                // The same rule as manage's: a short read drained the socket, unless the peer
+                // also closed (then read on to the end of stream).
+                let short = peer.reader.last_read_was_short() && !event.is_read_closed();
+                if closed || drained || short {
+                    break;
+                }
+            }
+            while peer.sent < peer.out.len() {
+                match peer.stream.write(&peer.out[peer.sent..]) {
+                    Ok(n) if n > 0 => peer.sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Rare (the generator reads at once): finish on the writable event.
+                        let _ = poll.registry().reregister(
+                            &mut peer.stream,
+                            Token(key),
+                            Interest::READABLE | Interest::WRITABLE,
+                        );
+                        break;
+                    }
+                    _ => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if peer.sent == peer.out.len() {
+                peer.out.clear();
+                peer.sent = 0;
+            }
+            if closed {
+                let mut peer = peers.remove(key);
+                let _ = poll.registry().deregister(&mut peer.stream);
+            }
+        }
+    }
+}
+
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
         .ok()
@@ -810,13 +1057,17 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
 }
 
 fn main() {
+    if std::env::var_os(BASELINE_ENV).is_some() {
+        baseline_server();
+        return;
+    }
     // `cargo bench` passes --bench; run any other way (cargo test --benches), only a smoke test.
     let benching = std::env::args().any(|a| a == "--bench");
     let seconds: u64 = env_or("LOAD_SECONDS", if benching { 6 } else { 1 });
     let threads: usize = env_or("LOAD_THREADS", 2);
     let idle_computes: usize = env_or("LOAD_IDLE", 10_000);
     let default_scenarios = if benching {
-        "1,100,1000,1000-warn,1000-check,idle"
+        "1,100,1000,1000-warn,1000-check,1000-pipelined,baseline-1000,baseline-1000-pipelined,1000@5000,1000@10000,1000@20000,idle"
     } else {
         "100"
     };
@@ -831,13 +1082,28 @@ fn main() {
     );
     let no_check = ["--double-check", "0", "--target-seconds", "1"];
     let check = ["--target-seconds", "1"];
+    let (manage, manage_warn, manage_check) = (
+        Server::Manage(&no_check, "info"),
+        Server::Manage(&no_check, "warn"),
+        Server::Manage(&check, "info"),
+    );
     for scenario in scenarios.split(',').map(str::trim) {
+        let run =
+            |name, clients, server, pattern| load(name, clients, server, pattern, seconds, threads);
+        let (closed, pipelined) = (Pattern::Closed, Pattern::Pipelined);
         match scenario {
-            "1" => load("info", 1, &no_check, "info", seconds, threads),
-            "100" => load("info", 100, &no_check, "info", seconds, threads),
-            "1000" => load("info", 1000, &no_check, "info", seconds, threads),
-            "1000-warn" => load("warn", 1000, &no_check, "warn", seconds, threads),
-            "1000-check" => load("info+check", 1000, &check, "info", seconds, threads),
+            "1" => run("info", 1, manage, closed),
+            "100" => run("info", 100, manage, closed),
+            "1000" => run("info", 1000, manage, closed),
+            "1000-warn" => run("warn", 1000, manage_warn, closed),
+            "1000-check" => run("info+check", 1000, manage_check, closed),
+            "1000-pipelined" => run("info+pipe", 1000, manage, pipelined),
+            "baseline-1000" => run("baseline", 1000, Server::Baseline, closed),
+            "baseline-1000-pipelined" => run("base+pipe", 1000, Server::Baseline, pipelined),
+            paced if paced.starts_with("1000@") => match paced["1000@".len()..].parse() {
+                Ok(rate) => run(paced, 1000, manage, Pattern::Paced { rate }),
+                Err(_) => eprintln!("load: bad paced scenario {paced:?} (1000@RATE)"),
+            },
             "idle" => idle(idle_computes),
             "" => {}
             other => eprintln!("load: unknown scenario {other:?}"),

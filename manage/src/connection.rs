@@ -86,12 +86,20 @@ impl Connection {
         }
     }
 
-    /// Reads everything the socket has into the reader, until WouldBlock, end of stream, or a
-    /// full reader buffer (then the server takes messages out and calls again).
-    pub fn read_available(&mut self) -> ReadOutcome {
+    /// Reads everything the socket has into the reader, until it is drained, end of stream, or
+    /// a full reader buffer (then the server takes messages out and calls again). Drained means
+    /// WouldBlock, or a read shorter than the room it offered: the socket's queue was empty
+    /// then, and with edge-triggered events any later byte raises a new event, so the
+    /// WouldBlock read is a system call saved per event (Tokio skips it the same way). Not when
+    /// the event said the peer closed (`peer_closed`): then reading goes on to the end of
+    /// stream, which no later event would announce.
+    pub fn read_available(&mut self, peer_closed: bool) -> ReadOutcome {
         loop {
             match self.reader.read_from(&mut self.stream) {
                 Ok(0) => return ReadOutcome::Closed,
+                Ok(_) if self.reader.last_read_was_short() && !peer_closed => {
+                    return ReadOutcome::Drained
+                }
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -85,6 +85,8 @@ impl LocalComputes {
                     }
                 }
             }
+            // The computes write to the same standard error: keep the lines in order.
+            crate::log_output::flush();
         }
         self.children.clear();
     }

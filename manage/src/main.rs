@@ -5,6 +5,7 @@
 
 mod connection;
 mod local;
+mod log_output;
 mod server;
 mod verify;
 
@@ -167,9 +168,29 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    // The target is a pipe to env_logger, which then styles only when told to: as it would
+    // for standard error itself.
+    let style = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        env_logger::WriteStyle::Always
+    } else {
+        env_logger::WriteStyle::Never
+    };
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger
         .format_timestamp_millis()
-        .init();
+        .target(env_logger::Target::Pipe(Box::new(
+            log_output::TickBufferedStderr,
+        )));
+    if std::env::var_os("RUST_LOG_STYLE").is_none() {
+        logger.write_style(style);
+    }
+    logger.init();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        log_output::flush();
+        default_hook(info);
+    }));
     let config = match config_from(cli) {
         Ok(config) => config,
         Err(message) => {
@@ -177,7 +198,9 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    match server::run(config) {
+    let outcome = server::run(config);
+    log_output::flush();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             // One line, not a log line too: both would go to stderr.

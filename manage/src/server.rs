@@ -372,6 +372,7 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
+            crate::log_output::flush();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -549,9 +550,10 @@ impl Server {
         if !(event.is_readable() || event.is_read_closed() || event.is_error()) {
             return;
         }
+        let peer_closed = event.is_read_closed() || event.is_error();
         loop {
             let outcome = match self.connections.get_mut(key) {
-                Some(connection) => connection.read_available(),
+                Some(connection) => connection.read_available(peer_closed),
                 None => return,
             };
             self.take_messages(key);
@@ -1787,9 +1789,12 @@ impl Core {
     }
 
     fn status(&self, now_ms: Millis) -> StatusDocument {
-        StatusDocument {
-            view: self.scheduler.status(now_ms),
-        }
+        let mut view = self.scheduler.status(now_ms);
+        // Done means the answer is final: every number tested, and every perfect number
+        // claimed in the results verified (the verifier thread takes a moment; until then the
+        // list of perfect numbers may still grow).
+        view.done &= self.verifier.outstanding == 0;
+        StatusDocument { view }
     }
 }
 

@@ -455,6 +455,36 @@ fn messages_out_of_order_are_refused() {
 }
 
 #[test]
+fn a_result_and_the_next_request_in_one_write_get_the_ack_then_a_new_lease() {
+    // The real compute sends them so (protocol.md, work connection, step 6).
+    let manage = Manage::start(&[]);
+    let mut compute = FakeCompute::join(manage.address);
+    for _ in 0..3 {
+        let (old_lease, old_hi) = (compute.lease, compute.hi);
+        let both = format!(
+            r#"<result lease="{}" lo="{}" hi="{}" elapsed-ms="5" checksum="0"/><request/>"#,
+            compute.lease, compute.lo, compute.hi
+        );
+        compute.raw.send_ok(both);
+        assert_eq!(
+            compute.raw.reply(),
+            format!(r#"<ack lease="{old_lease}"/>"#)
+        );
+        let assign = compute.raw.reply();
+        assert!(
+            assign.starts_with("<assign "),
+            "expected <assign>, got {assign}"
+        );
+        compute.lease = sigma_tests::raw::num(&assign, "lease");
+        compute.lo = sigma_tests::raw::num(&assign, "lo");
+        compute.hi = sigma_tests::raw::num(&assign, "hi");
+        assert!(compute.lease > old_lease, "a new lease: {assign}");
+        assert_eq!(compute.lo, old_hi, "the next range: {assign}");
+    }
+    compute.keeps_working(manage.address);
+}
+
+#[test]
 fn another_computes_lease_is_not_yours() {
     let manage = Manage::start(&[]);
     let mut victim = FakeCompute::join(manage.address);

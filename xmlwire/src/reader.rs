@@ -169,6 +169,8 @@ pub struct Reader {
     attributes: usize,
     limits: Limits,
     failed: Option<Error>,
+    /// The last `read_from` got less than the room it offered.
+    short_read: bool,
 }
 
 /// Smallest buffer allocated; growth doubles from there up to the message cap. Small, because a
@@ -195,6 +197,7 @@ impl Reader {
             attributes: 0,
             limits,
             failed: None,
+            short_read: false,
         }
     }
 
@@ -250,9 +253,20 @@ impl Reader {
             }
         }
         let room = self.buf.get_mut(self.filled..).unwrap_or_default();
+        let offered = room.len();
         let n = source.read(room)?;
-        self.filled += n.min(room.len());
+        self.filled += n.min(offered);
+        self.short_read = n < offered;
         Ok(n)
+    }
+
+    /// Whether the last successful `read_from` returned less than the room it offered. On a
+    /// socket, that means its receive queue was empty at that moment: with edge-triggered
+    /// readiness (epoll, mio) any later byte raises a new event, so another read now would
+    /// only return `WouldBlock`. A caller can skip that system call, except when the event
+    /// also said the peer closed (then it reads on to the end of stream).
+    pub fn last_read_was_short(&self) -> bool {
+        self.short_read
     }
 
     /// Frees the reader's buffers if no bytes are pending (between messages, everything fed

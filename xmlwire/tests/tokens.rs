@@ -204,6 +204,28 @@ fn read_from_a_source() {
 }
 
 #[test]
+fn a_read_that_fills_less_than_its_room_is_short() {
+    let mut reader = Reader::new(Limits::default());
+    assert!(!reader.last_read_was_short(), "no read yet");
+    // 20 bytes into the first buffer (512 bytes): short.
+    let mut small = &b"<request/><request/>"[..];
+    assert_eq!(reader.read_from(&mut small).unwrap(), 20);
+    assert!(reader.last_read_was_short());
+    while reader.next_message().unwrap().is_some() {}
+    // A source with more than the room: the read fills it, so it is not short.
+    let big = b"<request/>".repeat(1000);
+    let mut source = &big[..];
+    let n = reader.read_from(&mut source).unwrap();
+    assert!(n > 0 && n < big.len());
+    assert!(!reader.last_read_was_short());
+    // The end of stream (0 bytes) is short too.
+    let mut empty = &b""[..];
+    while reader.next_message().unwrap().is_some() {}
+    assert_eq!(reader.read_from(&mut empty).unwrap(), 0);
+    assert!(reader.last_read_was_short());
+}
+
+#[test]
 fn read_from_stops_at_the_cap() {
     let limits = Limits {
         max_message_bytes: 100,
