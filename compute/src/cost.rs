@@ -138,7 +138,7 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
         numbers,
         small_hits,
         // Tiny divisors visit every L1-sized piece, the other small ones every segment.
-        visits: numbers * tiny_top.saturating_sub(1) as f64 / sieve::TINY_SEGMENT_LEN as f64
+        visits: numbers * tiny_top.saturating_sub(1) as f64 / bands.tiny_piece_len as f64
             + segments * (small_top - tiny_top as f64).max(0.0),
         bucket_hits,
         direct_hits,
