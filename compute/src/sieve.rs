@@ -80,10 +80,20 @@ impl Layout {
         tiny_piece_len: 1 << 13,
     };
 
+    pub fn compact() -> Layout {
+        static L: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+        *L.get_or_init(|| match std::env::var("SIEVE_LAYOUT") {
+            Ok(v) => {
+                let (a, b) = v.split_once(':').unwrap();
+                Layout { log2_segment_len: a.parse().unwrap(), tiny_piece_len: b.parse().unwrap() }
+            }
+            Err(_) => Layout::COMPACT,
+        })
+    }
     /// The layout of the blocks ending at `end`.
     pub fn for_end(end: u64) -> Layout {
         if end <= COMPACT_SUMS_UP_TO {
-            Layout::COMPACT
+            Layout::compact()
         } else {
             Layout::NARROW
         }
@@ -298,14 +308,15 @@ impl SmallDivisors {
     /// Adds the band's pairs to the full segment `sums` starting at `first`, then moves the
     /// state on to the next segment.
     #[inline(never)]
-    fn sieve_full<S: Accumulator>(&mut self, sums: &mut [S], first: u64) {
-        let segment_len = sums.len();
+    fn sieve_full<S: Accumulator, const LEN: usize>(&mut self, sums: &mut [S; LEN], first: u64) {
+        debug_assert!(LEN.is_power_of_two());
         for &(low, high, laps) in &self.laps {
             let cofactors =
                 &mut self.cofactor[(low - self.low) as usize..=(high - self.low) as usize];
             for (cofactor, d) in cofactors.iter_mut().zip(low..) {
-                let mut offset = (d * *cofactor - first) as usize;
-                let mut add = d + *cofactor;
+                let k = *cofactor;
+                let mut offset = (d * k - first) as usize;
+                let mut add = d + k;
                 let step = d as usize;
                 if offset < step {
                     // Active and past its first hit: exactly `laps` hits fit, maybe one more.
@@ -315,17 +326,18 @@ impl SmallDivisors {
                         add += 1;
                     }
                     // Without a branch: a miss adds 0 to the last hit instead.
-                    let hit = offset < segment_len;
+                    let hit = offset < LEN;
                     sums[if hit { offset } else { offset - step }].add(if hit { add } else { 0 });
-                    add += u64::from(hit);
+                    // From the count, not from `add`: the loop then needs only add's low bits.
+                    *cofactor = k + u64::from(laps) + u64::from(hit);
                 } else {
-                    while offset < segment_len {
+                    while offset < LEN {
                         sums[offset].add(add);
                         offset += step;
                         add += 1;
                     }
+                    *cofactor = add - d;
                 }
-                *cofactor = add - d;
             }
         }
     }
@@ -697,7 +709,7 @@ impl SieveWorkspace {
         let perfect_before = tally.perfect.len();
         // While sieving, the checksum adds the u32 sums: its low 32 bits are their wrapping sum.
         tally.checksum = 0;
-        self.scan_block_with(start, end, Layout::COMPACT, stop, on_progress, tally, |w| {
+        self.scan_block_with(start, end, Layout::compact(), stop, on_progress, tally, |w| {
             &mut w.compact
         });
         let sieved = tally.checksum as u32;
@@ -755,17 +767,19 @@ impl SieveWorkspace {
         }
         let bands = Bands::with_layout(start, end, layout);
         let args = (start, end, &bands, stop, on_progress, tally, sums_of);
-        match bands.log2_segment_len {
-            15 => self.scan_segments::<S, { 1 << 15 }>(args),
-            16 => self.scan_segments::<S, { 1 << 16 }>(args),
-            17 => self.scan_segments::<S, { 1 << 17 }>(args),
-            _ => self.scan_segments::<S, { 1 << LOG2_WIDE_SEGMENT_LEN }>(args),
+        match (bands.log2_segment_len, bands.tiny_piece_len) {
+            (15, 4096) => self.scan_segments::<S, { 1 << 15 }, 4096>(args),
+            (16, 4096) => self.scan_segments::<S, { 1 << 16 }, 4096>(args),
+            (16, 8192) => self.scan_segments::<S, { 1 << 16 }, 8192>(args),
+            (17, 4096) => self.scan_segments::<S, { 1 << 17 }, 4096>(args),
+            (17, 8192) => self.scan_segments::<S, { 1 << 17 }, 8192>(args),
+            _ => self.scan_segments::<S, { 1 << LOG2_WIDE_SEGMENT_LEN }, 4096>(args),
         }
     }
 
     /// [`SieveWorkspace::scan_block_with`] for segments `LEN` long.
     #[allow(clippy::type_complexity)]
-    fn scan_segments<S: Accumulator, const LEN: usize>(
+    fn scan_segments<S: Accumulator, const LEN: usize, const PIECE: usize>(
         &mut self,
         (start, end, bands, stop, on_progress, tally, sums_of): (
             u64,
@@ -780,8 +794,8 @@ impl SieveWorkspace {
         debug_assert_eq!(LEN, 1 << bands.log2_segment_len);
         let full_len = LEN as u64;
         let tiny_top = bands.small_top.min(TINY_DIVISOR_LIMIT);
-        let piece_len = bands.tiny_piece_len as usize;
-        self.tiny.reset(start, 2, tiny_top, piece_len as u64);
+        debug_assert_eq!(PIECE as u64, bands.tiny_piece_len);
+        self.tiny.reset(start, 2, tiny_top, PIECE as u64);
         self.small
             .reset(start, tiny_top + 1, bands.small_top, full_len);
         if !self.buckets.reset(
@@ -812,10 +826,12 @@ impl SieveWorkspace {
             if this_len == LEN {
                 // The tiny divisors hit most often: sweep them over L1-sized pieces.
                 for (piece, piece_first) in whole
-                    .chunks_exact_mut(piece_len)
-                    .zip((first..).step_by(piece_len))
+                    .chunks_exact_mut(PIECE)
+                    .zip((first..).step_by(PIECE))
                 {
-                    self.tiny.sieve_full(piece, piece_first);
+                    if let Ok(piece) = <&mut [S; PIECE]>::try_from(piece) {
+                        self.tiny.sieve_full(piece, piece_first);
+                    }
                 }
                 self.small.sieve_full(whole, first);
             } else {
