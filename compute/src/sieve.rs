@@ -74,26 +74,16 @@ impl Layout {
         tiny_piece_len: TINY_SEGMENT_LEN,
     };
     /// u32 sums, for blocks ending at or below [`COMPACT_SUMS_UP_TO`]: 512 KiB segments (half
-    /// this L2), 32 KiB pieces.
+    /// this L2), 16 KiB pieces (32 KiB pieces, all of L1, measured 20% slower near 10^6).
     pub const COMPACT: Layout = Layout {
         log2_segment_len: 17,
-        tiny_piece_len: 1 << 13,
+        tiny_piece_len: 1 << 12,
     };
 
-    pub fn compact() -> Layout {
-        static L: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
-        *L.get_or_init(|| match std::env::var("SIEVE_LAYOUT") {
-            Ok(v) => {
-                let (a, b) = v.split_once(':').unwrap();
-                Layout { log2_segment_len: a.parse().unwrap(), tiny_piece_len: b.parse().unwrap() }
-            }
-            Err(_) => Layout::COMPACT,
-        })
-    }
     /// The layout of the blocks ending at `end`.
     pub fn for_end(end: u64) -> Layout {
         if end <= COMPACT_SUMS_UP_TO {
-            Layout::compact()
+            Layout::COMPACT
         } else {
             Layout::NARROW
         }
@@ -191,6 +181,10 @@ pub(crate) trait Accumulator: Copy + Default {
     fn is(self, n: u64) -> bool;
     /// Whether the sum is s(n) itself, not s(n) mod 2^32.
     const EXACT: bool = true;
+    /// How the small band (past the tiny one) stores its cofactors with these sums.
+    type Cofactor: Cofactor;
+    /// The small band's state for these sums.
+    fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<Self::Cofactor>;
 }
 
 /// s(n) mod 2^32, for blocks ending at or below [`COMPACT_SUMS_UP_TO`]: `low_bits` is only
@@ -198,6 +192,11 @@ pub(crate) trait Accumulator: Copy + Default {
 /// checksum comes from [`checksum_in_closed_form`].
 impl Accumulator for u32 {
     const ONE: u32 = 1;
+    type Cofactor = u32;
+    #[inline(always)]
+    fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u32> {
+        &mut workspace.small_compact
+    }
     const EXACT: bool = false;
     #[inline(always)]
     fn add(&mut self, value: u64) {
@@ -219,6 +218,11 @@ impl Accumulator for u32 {
 
 impl Accumulator for u64 {
     const ONE: u64 = 1;
+    type Cofactor = u64;
+    #[inline(always)]
+    fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u64> {
+        &mut workspace.small
+    }
     #[inline(always)]
     fn add(&mut self, value: u64) {
         *self = self.wrapping_add(value);
@@ -239,6 +243,11 @@ impl Accumulator for u64 {
 
 impl Accumulator for u128 {
     const ONE: u128 = 1;
+    type Cofactor = u64;
+    #[inline(always)]
+    fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u64> {
+        &mut workspace.small
+    }
     #[inline(always)]
     fn add(&mut self, value: u64) {
         *self += u128::from(value);
@@ -273,28 +282,60 @@ fn first_hit(first: u64, d: u64) -> (u64, u64) {
     }
 }
 
+/// How a small divisor's cofactor is stored: u64, or u32 where it fits (u32 sums: below 2^40,
+/// k < 2^30 for every d > [`TINY_DIVISOR_LIMIT`]), which halves the state that streams
+/// through the cache once per segment.
+pub(crate) trait Cofactor: Copy + Default {
+    fn get(self) -> u64;
+    fn new(k: u64) -> Self;
+}
+
+impl Cofactor for u64 {
+    #[inline(always)]
+    fn get(self) -> u64 {
+        self
+    }
+    #[inline(always)]
+    fn new(k: u64) -> u64 {
+        k
+    }
+}
+
+impl Cofactor for u32 {
+    #[inline(always)]
+    fn get(self) -> u64 {
+        u64::from(self)
+    }
+    #[inline(always)]
+    fn new(k: u64) -> u32 {
+        debug_assert!(k <= u64::from(u32::MAX));
+        // Fits by the bound above; a wrong k would also break the checksum's self-check.
+        k as u32
+    }
+}
+
 /// A band of small divisors `low..=top` and their state: for each, the cofactor k of its next
 /// multiple n = k * d (k >= d). Storing k alone (n is one multiplication away) keeps the state
-/// at 8 bytes a divisor, which matters because all of it streams through the cache once per
-/// segment.
+/// at 8 (or 4) bytes a divisor, which matters because all of it streams through the cache once
+/// per segment.
 #[derive(Default)]
-struct SmallDivisors {
+pub(crate) struct SmallDivisors<C> {
     low: u64,
-    cofactor: Vec<u64>,
+    cofactor: Vec<C>,
     /// Runs of divisors that hit a full segment the same number of times, m or m + 1 where
     /// m = segment length / d: `(first divisor, last divisor, m)`, smallest divisors first.
     /// Looping a known m times per divisor keeps the loop exits predictable.
     laps: Vec<(u64, u64, u32)>,
 }
 
-impl SmallDivisors {
+impl<C: Cofactor> SmallDivisors<C> {
     /// Sets the band `low..=top` up for a block starting at `start`, swept in segments of
     /// `segment_len` (at least `top`).
     fn reset(&mut self, start: u64, low: u64, top: u64, segment_len: u64) {
         self.low = low;
         self.cofactor.clear();
         self.cofactor
-            .extend((low..=top).map(|d| first_hit(start, d).1 - d));
+            .extend((low..=top).map(|d| C::new(first_hit(start, d).1 - d)));
         self.laps.clear();
         let mut d = low;
         while d <= top {
@@ -314,7 +355,7 @@ impl SmallDivisors {
             let cofactors =
                 &mut self.cofactor[(low - self.low) as usize..=(high - self.low) as usize];
             for (cofactor, d) in cofactors.iter_mut().zip(low..) {
-                let k = *cofactor;
+                let k = cofactor.get();
                 let mut offset = (d * k - first) as usize;
                 let mut add = d + k;
                 let step = d as usize;
@@ -329,14 +370,14 @@ impl SmallDivisors {
                     let hit = offset < LEN;
                     sums[if hit { offset } else { offset - step }].add(if hit { add } else { 0 });
                     // From the count, not from `add`: the loop then needs only add's low bits.
-                    *cofactor = k + u64::from(laps) + u64::from(hit);
+                    *cofactor = C::new(k + u64::from(laps) + u64::from(hit));
                 } else {
                     while offset < LEN {
                         sums[offset].add(add);
                         offset += step;
                         add += 1;
                     }
-                    *cofactor = add - d;
+                    *cofactor = C::new(add - d);
                 }
             }
         }
@@ -346,8 +387,9 @@ impl SmallDivisors {
     #[inline(never)]
     fn sieve_partial<S: Accumulator>(&mut self, sums: &mut [S], first: u64) {
         for (cofactor, d) in self.cofactor.iter_mut().zip(self.low..) {
-            let n = d * *cofactor;
-            let mut add = d + *cofactor;
+            let k = cofactor.get();
+            let n = d * k;
+            let mut add = d + k;
             if n - first < sums.len() as u64 {
                 let mut offset = (n - first) as usize;
                 while let Some(sum) = sums.get_mut(offset) {
@@ -356,7 +398,7 @@ impl SmallDivisors {
                     add += 1;
                 }
             }
-            *cofactor = add - d;
+            *cofactor = C::new(add - d);
         }
     }
 }
@@ -661,8 +703,9 @@ pub(crate) struct SieveWorkspace {
     compact: Vec<u32>,
     narrow: Vec<u64>,
     wide: Vec<u128>,
-    tiny: SmallDivisors,
-    small: SmallDivisors,
+    tiny: SmallDivisors<u64>,
+    small: SmallDivisors<u64>,
+    small_compact: SmallDivisors<u32>,
     buckets: Buckets,
 }
 
@@ -709,7 +752,7 @@ impl SieveWorkspace {
         let perfect_before = tally.perfect.len();
         // While sieving, the checksum adds the u32 sums: its low 32 bits are their wrapping sum.
         tally.checksum = 0;
-        self.scan_block_with(start, end, Layout::compact(), stop, on_progress, tally, |w| {
+        self.scan_block_with(start, end, Layout::COMPACT, stop, on_progress, tally, |w| {
             &mut w.compact
         });
         let sieved = tally.checksum as u32;
@@ -744,9 +787,15 @@ impl SieveWorkspace {
         tally.checksum = 0;
         tally.perfect.truncate(perfect_before);
         let never = AtomicBool::new(false);
-        self.scan_block_with(start, done, Layout::NARROW, &never, &mut |_| {}, tally, |w| {
-            &mut w.narrow
-        });
+        self.scan_block_with(
+            start,
+            done,
+            Layout::NARROW,
+            &never,
+            &mut |_| {},
+            tally,
+            |w| &mut w.narrow,
+        );
         tally.checksum = checksum_before.wrapping_add(tally.checksum);
     }
 
@@ -796,8 +845,8 @@ impl SieveWorkspace {
         let tiny_top = bands.small_top.min(TINY_DIVISOR_LIMIT);
         debug_assert_eq!(PIECE as u64, bands.tiny_piece_len);
         self.tiny.reset(start, 2, tiny_top, PIECE as u64);
-        self.small
-            .reset(start, tiny_top + 1, bands.small_top, full_len);
+        let mut small = std::mem::take(S::small_band(self));
+        small.reset(start, tiny_top + 1, bands.small_top, full_len);
         if !self.buckets.reset(
             start,
             bands.small_top + 1,
@@ -805,6 +854,7 @@ impl SieveWorkspace {
             bands.log2_segment_len,
             stop,
         ) {
+            *S::small_band(self) = small;
             return;
         }
         let mut sums = std::mem::take(sums_of(self));
@@ -813,6 +863,7 @@ impl SieveWorkspace {
         let Ok(whole) = <&mut [S; LEN]>::try_from(&mut sums[..]) else {
             // Unreachable: `sums` was just made LEN long.
             *sums_of(self) = sums;
+            *S::small_band(self) = small;
             return;
         };
 
@@ -825,18 +876,17 @@ impl SieveWorkspace {
             }
             if this_len == LEN {
                 // The tiny divisors hit most often: sweep them over L1-sized pieces.
-                for (piece, piece_first) in whole
-                    .chunks_exact_mut(PIECE)
-                    .zip((first..).step_by(PIECE))
+                for (piece, piece_first) in
+                    whole.chunks_exact_mut(PIECE).zip((first..).step_by(PIECE))
                 {
                     if let Ok(piece) = <&mut [S; PIECE]>::try_from(piece) {
                         self.tiny.sieve_full(piece, piece_first);
                     }
                 }
-                self.small.sieve_full(whole, first);
+                small.sieve_full(whole, first);
             } else {
                 self.tiny.sieve_partial(&mut whole[..this_len], first);
-                self.small.sieve_partial(&mut whole[..this_len], first);
+                small.sieve_partial(&mut whole[..this_len], first);
             }
             self.buckets.sieve(whole, this_len, first);
             let segment = &mut whole[..this_len];
@@ -853,6 +903,7 @@ impl SieveWorkspace {
             }
         }
         *sums_of(self) = sums;
+        *S::small_band(self) = small;
     }
 }
 
@@ -946,11 +997,7 @@ pub(crate) fn checksum_in_closed_form(start: u64, end: u64) -> u64 {
     let last = end - 1;
     for d in 2..=isqrt(last) {
         let k1 = last / d;
-        let k0 = if d * d >= start {
-            d
-        } else {
-            start.div_ceil(d)
-        };
+        let k0 = if d * d >= start { d } else { start.div_ceil(d) };
         if k0 > k1 {
             continue;
         }
@@ -1040,7 +1087,10 @@ mod tests {
                 end.min(start + segments * segment),
                 "[{start}, {end}) stopped"
             );
-            assert_eq!(stopped.checksum, prefix.checksum, "[{start}, {end}) stopped");
+            assert_eq!(
+                stopped.checksum, prefix.checksum,
+                "[{start}, {end}) stopped"
+            );
             assert_eq!(stopped.perfect, prefix.perfect, "[{start}, {end}) stopped");
         }
         compact
@@ -1116,10 +1166,7 @@ mod tests {
     #[test]
     fn compact_sums_find_the_first_seven_perfect_numbers() {
         let segment = 1u64 << Layout::COMPACT.log2_segment_len;
-        assert_eq!(
-            compact_agrees(1, 3 * segment).perfect,
-            [6, 28, 496, 8128]
-        );
+        assert_eq!(compact_agrees(1, 3 * segment).perfect, [6, 28, 496, 8128]);
         for perfect in [33_550_336, 8_589_869_056, 137_438_691_328] {
             for (start, end) in [
                 (perfect, perfect + 1),
@@ -1308,13 +1355,19 @@ mod tests {
     fn bands_split_as_documented() {
         let near_a_trillion = Bands::new(1_000_000_000_000, 1_000_100_000_000);
         assert_eq!(near_a_trillion.max_divisor, 1_000_049);
-        assert_eq!(near_a_trillion.small_top, 1 << Layout::COMPACT.log2_segment_len);
+        assert_eq!(
+            near_a_trillion.small_top,
+            1 << Layout::COMPACT.log2_segment_len
+        );
         assert_eq!(near_a_trillion.bucket_top, 1_000_049);
         let narrow = Bands::with_layout(1_000_000_000_000, 1_000_100_000_000, Layout::NARROW);
         assert_eq!(narrow.small_top, 1 << LOG2_SEGMENT_LEN);
         assert_eq!(narrow.bucket_top, 1_000_049);
         let one_segment = Bands::new(1_000_000_000_000, 1_000_000_000_100);
-        assert_eq!(one_segment.bucket_top, 1 << Layout::COMPACT.log2_segment_len);
+        assert_eq!(
+            one_segment.bucket_top,
+            1 << Layout::COMPACT.log2_segment_len
+        );
         let past_compact = Bands::new(COMPACT_SUMS_UP_TO, COMPACT_SUMS_UP_TO + (1 << 26));
         assert_eq!(past_compact.log2_segment_len, LOG2_SEGMENT_LEN);
         let near_the_top = Bands::new(u64::MAX - (1 << 22), u64::MAX);
