@@ -14,6 +14,11 @@
 //!   d / segment length (see [`GROUPS`]), so that a group's sweep writes to two buckets only.
 //! * direct (only above ~7 * 10^13, where the buckets would take too much memory): the first
 //!   multiple in each segment is found by one division per divisor per (wider) segment.
+//!
+//! Per-number sums are u32 (mod 2^32) for blocks ending at or below [`COMPACT_SUMS_UP_TO`],
+//! which lets a segment hold 2^17 numbers in 512 KiB: the checksum then comes from a closed
+//! form checked against the u32 sums, and perfect candidates are confirmed by trial division.
+//! Above it they are u64, and u128 above [`EXACT_IN_U64_BELOW`], in segments of 2^15.
 
 #![forbid(unsafe_code)]
 
