@@ -29,12 +29,16 @@ use crate::kernel::{isqrt, proper_divisor_sum, BlockTally};
 /// log2 of the segment length in numbers with u64 (or u128) sums: 2^15 u64 sums are 256 KiB,
 /// half of this L2.
 pub(crate) const LOG2_SEGMENT_LEN: u32 = 15;
+/// log2 of the segment length with u32 sums: 2^17 of them are 512 KiB, half of this L2 (2^16
+/// measured no faster; 2^18 would fill L2).
+pub(crate) const LOG2_COMPACT_SEGMENT_LEN: u32 = 17;
 /// The segment length when some divisors are sieved directly: a division per divisor per
 /// segment makes longer segments worth their cache misses.
 pub(crate) const LOG2_WIDE_SEGMENT_LEN: u32 = 20;
 /// Divisors up to this are swept over L1-sized pieces of a segment.
 pub(crate) const TINY_DIVISOR_LIMIT: u64 = 1 << 10;
-/// The tiny band's pieces with u64 sums: 4096 numbers, 32 KiB.
+/// The tiny band's pieces: 4096 numbers, 32 KiB of u64 sums or 16 KiB of u32 ones (8192 u32
+/// sums, all of L1, measured slower).
 pub(crate) const TINY_SEGMENT_LEN: u64 = 1 << 12;
 /// Blocks ending at or below this keep each number's sum mod 2^32 only (u32 sums: see
 /// [`Layout::COMPACT`]). Half the memory per number lets a segment hold four times the numbers
@@ -79,10 +83,10 @@ impl Layout {
         tiny_piece_len: TINY_SEGMENT_LEN,
     };
     /// u32 sums, for blocks ending at or below [`COMPACT_SUMS_UP_TO`]: 512 KiB segments (half
-    /// this L2), 16 KiB pieces (32 KiB pieces, all of L1, measured 20% slower near 10^6).
+    /// this L2), 16 KiB pieces.
     pub const COMPACT: Layout = Layout {
-        log2_segment_len: 17,
-        tiny_piece_len: 1 << 12,
+        log2_segment_len: LOG2_COMPACT_SEGMENT_LEN,
+        tiny_piece_len: TINY_SEGMENT_LEN,
     };
 
     /// The layout of the blocks ending at `end`.
@@ -821,13 +825,14 @@ impl SieveWorkspace {
         }
         let bands = Bands::with_layout(start, end, layout);
         let args = (start, end, &bands, stop, on_progress, tally, sums_of);
-        match (bands.log2_segment_len, bands.tiny_piece_len) {
-            (15, 4096) => self.scan_segments::<S, { 1 << 15 }, 4096>(args),
-            (16, 4096) => self.scan_segments::<S, { 1 << 16 }, 4096>(args),
-            (16, 8192) => self.scan_segments::<S, { 1 << 16 }, 8192>(args),
-            (17, 4096) => self.scan_segments::<S, { 1 << 17 }, 4096>(args),
-            (17, 8192) => self.scan_segments::<S, { 1 << 17 }, 8192>(args),
-            _ => self.scan_segments::<S, { 1 << LOG2_WIDE_SEGMENT_LEN }, 4096>(args),
+        // Every layout [`Bands::with_layout`] makes; the tiny pieces are 2^12 in each.
+        const PIECE: usize = TINY_SEGMENT_LEN as usize;
+        match bands.log2_segment_len {
+            LOG2_SEGMENT_LEN => self.scan_segments::<S, { 1 << LOG2_SEGMENT_LEN }, PIECE>(args),
+            LOG2_COMPACT_SEGMENT_LEN => {
+                self.scan_segments::<S, { 1 << LOG2_COMPACT_SEGMENT_LEN }, PIECE>(args)
+            }
+            _ => self.scan_segments::<S, { 1 << LOG2_WIDE_SEGMENT_LEN }, PIECE>(args),
         }
     }
 
