@@ -50,18 +50,16 @@ pub struct SieveWork {
 /// Weights of the sieve's kinds of work, in small-divisor updates: numbers, visits, bucketed
 /// updates, direct updates, divisions. Fitted (`examples/fit_cost_model.rs`: on-CPU time, one
 /// thread, best of seven per magnitude, 10^4..3 * 10^12) on an AMD EPYC (Zen 4) VM shared with
-/// other builds, to the median of six runs' rates, then moved along the fit's flat direction
-/// (the per-number and per-visit weights trade against each other and the update's) to also
-/// match the benchmark's own ranges (2^25 to 2^26 numbers from 10^6, where the CPU's clock
-/// moves the tiny band's speed most): a number's set-up and read-out (vectorised) cost ~1.5
-/// updates, a visit ~2, a bucketed update ~5.5 (its 8-byte entry goes out to and back from the
-/// bucket pool, which is out of L2 past ~10^11). Within 7% of measured from 10^4 to
-/// 3 * 10^12; ~15% optimistic near 10^13, where the pool (25 MB) spills out of the shared L3
-/// and the largest divisors (past 2^20) use the slower group 0. Direct updates and divisions
-/// only matter past ~7 * 10^13, outside the fit; their weights are estimates (a division ~ 7
-/// updates, as the direct sweep's rate shows). They are ratios: a faster or slower machine
-/// changes only the measured rate.
-const SIEVE_WEIGHTS: [f64; 5] = [1.5, 2.0, 5.5, 2.0, 7.0];
+/// other builds, after the sieve moved to u32 sums and 2^17-number segments below 2^40: within
+/// 5% of measured from 10^4 to 3 * 10^12 (u64 sums and 2^15 segments there); ~19% optimistic
+/// near 10^13, where the bucket pool (25 MB) spills out of the shared L3 and the largest
+/// divisors (past 2^20) use the slower group 0. A number's set-up and read-out (vectorised, 4
+/// bytes a number) fit as free next to its ~8 or more updates; a visit costs ~4 updates, a
+/// bucketed update ~5 (its 8-byte entry goes out to and back from the bucket pool, which is
+/// out of L2 past ~10^11). Direct updates and divisions only matter past ~7 * 10^13, outside
+/// the fit; their weights are estimates (a division ~ 7 updates, as the direct sweep's rate
+/// showed). They are ratios: a faster or slower machine changes only the measured rate.
+const SIEVE_WEIGHTS: [f64; 5] = [0.0, 4.2, 5.0, 2.0, 7.0];
 /// Per-number cost of the trial-division algorithms outside the division loop, in divisions.
 const TRIAL_PER_NUMBER: f64 = 4.0;
 const NAIVE_PER_NUMBER: f64 = 4.0;
@@ -138,7 +136,7 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
         numbers,
         small_hits,
         // Tiny divisors visit every L1-sized piece, the other small ones every segment.
-        visits: numbers * tiny_top.saturating_sub(1) as f64 / sieve::TINY_SEGMENT_LEN as f64
+        visits: numbers * tiny_top.saturating_sub(1) as f64 / bands.tiny_piece_len as f64
             + segments * (small_top - tiny_top as f64).max(0.0),
         bucket_hits,
         direct_hits,

@@ -6,7 +6,7 @@
 //! divisor of every n is enumerated and summed, a few memory updates per number.
 //!
 //! The block is swept in cache-sized segments. Divisors are handled in three bands:
-//! * small (d <= [`SMALL_DIVISOR_LIMIT`]): each keeps its next multiple and its next k across
+//! * small (d up to the segment length): each keeps its next multiple and its next k across
 //!   segments and hits a segment many times; no division after the block's start.
 //! * bucketed (up to [`MAX_BUCKET_DIVISORS`] more): each hits a segment at most once and
 //!   usually not at all, so each waits in the bucket of the segment of its next multiple and is
@@ -14,24 +14,49 @@
 //!   d / segment length (see [`GROUPS`]), so that a group's sweep writes to two buckets only.
 //! * direct (only above ~7 * 10^13, where the buckets would take too much memory): the first
 //!   multiple in each segment is found by one division per divisor per (wider) segment.
+//!
+//! Per-number sums are u32 (mod 2^32) for blocks ending at or below [`COMPACT_SUMS_UP_TO`],
+//! which lets a segment hold 2^17 numbers in 512 KiB: the checksum then comes from a closed
+//! form checked against the u32 sums, and perfect candidates are confirmed by trial division.
+//! Above it they are u64, and u128 above [`EXACT_IN_U64_BELOW`], in segments of 2^15.
 
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::kernel::{isqrt, BlockTally};
+use crate::kernel::{isqrt, proper_divisor_sum, BlockTally};
 
-/// log2 of the segment length in numbers: 2^15 u64 sums are 256 KiB, half of this L2.
+/// log2 of the segment length in numbers with u64 (or u128) sums: 2^15 u64 sums are 256 KiB,
+/// half of this L2.
 pub(crate) const LOG2_SEGMENT_LEN: u32 = 15;
+/// log2 of the segment length with u32 sums: 2^17 of them are 512 KiB, half of this L2, the
+/// small band's u32 cofactors the other half (2^16 measured no faster and runs ~6% more
+/// instructions near 10^12; 2^18 would not fit).
+pub(crate) const LOG2_COMPACT_SEGMENT_LEN: u32 = 17;
 /// The segment length when some divisors are sieved directly: a division per divisor per
 /// segment makes longer segments worth their cache misses.
 pub(crate) const LOG2_WIDE_SEGMENT_LEN: u32 = 20;
-/// Divisors up to this are swept over L1-sized pieces of a segment, this long.
+/// Divisors up to this are swept over L1-sized pieces of a segment.
 pub(crate) const TINY_DIVISOR_LIMIT: u64 = 1 << 10;
+/// The tiny band's pieces: 4096 numbers, 32 KiB of u64 sums or 16 KiB of u32 ones (8192 u32
+/// sums, all of L1, measured no faster with the loops aligned).
 pub(crate) const TINY_SEGMENT_LEN: u64 = 1 << 12;
-/// Divisors up to this keep per-divisor state and are swept over every segment; it must be at
-/// least the segment length, so that a bucketed divisor hits a segment at most once.
-pub(crate) const SMALL_DIVISOR_LIMIT: u64 = 1 << LOG2_SEGMENT_LEN;
+/// Blocks ending at or below this keep each number's sum mod 2^32 only (u32 sums: see
+/// [`Layout::COMPACT`]). Half the memory per number lets a segment hold four times the numbers
+/// in the same cache, so most of the divisors that would be bucketed with u64 sums (ln 4 = 1.4
+/// of the 3.4 bucketed hits per number near 10^12) become small ones, whose hits cost a few
+/// instructions instead of ~26. What a u32 sum loses is paid back here:
+/// * a number whose sum is n mod 2^32 is only a candidate, confirmed by trial division up to
+///   its square root. A number that is not perfect passes about once in 2^32 (a few residue
+///   classes, such as primes p = 1 mod 2^32, do a small constant factor more often), and
+///   confirming it takes at most sqrt(2^40) = 2^20 divisions: about 2^-12 divisions per number
+///   scanned, against ~60 cycles of sieving. The perfect numbers themselves (7 up to 2^40) cost
+///   at most 2^19 divisions each.
+/// * the checksum is computed per block in closed form ([`checksum_in_closed_form`]): one or
+///   two divisions per divisor per block (at least 32 numbers per divisor), and at most 2^21
+///   (a few milliseconds) for a stopped block's prefix.
+/// * below 2^40 a small divisor's cofactor k = n / d (d > [`TINY_DIVISOR_LIMIT`]) is below 2^30.
+pub(crate) const COMPACT_SUMS_UP_TO: u64 = 1 << 40;
 /// At most this many divisors wait in buckets (8 bytes each: 64 MiB per thread).
 pub(crate) const MAX_BUCKET_DIVISORS: u64 = 1 << 23;
 /// Blocks are at most this long, so offsets in a block fit in u32 with room for a divisor.
@@ -43,14 +68,46 @@ pub(crate) const EXACT_IN_U64_BELOW: u64 = 1 << 59;
 /// Divisions between two looks at the stop flag in the per-block and per-segment setup.
 const DIVISIONS_PER_STOP_CHECK: u64 = 1 << 16;
 
+/// How a block's segments are laid out: the segment length and the tiny band's piece length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// log2 of the segment length.
+    pub log2_segment_len: u32,
+    /// The tiny divisors sweep a full segment in pieces this long.
+    pub tiny_piece_len: u64,
+}
+
+impl Layout {
+    /// u64 (or u128) sums: 256 KiB segments, 32 KiB pieces.
+    pub const NARROW: Layout = Layout {
+        log2_segment_len: LOG2_SEGMENT_LEN,
+        tiny_piece_len: TINY_SEGMENT_LEN,
+    };
+    /// u32 sums, for blocks ending at or below [`COMPACT_SUMS_UP_TO`]: 512 KiB segments (half
+    /// this L2), 16 KiB pieces.
+    pub const COMPACT: Layout = Layout {
+        log2_segment_len: LOG2_COMPACT_SEGMENT_LEN,
+        tiny_piece_len: TINY_SEGMENT_LEN,
+    };
+
+    /// The layout of the blocks ending at `end`.
+    pub fn for_end(end: u64) -> Layout {
+        if end <= COMPACT_SUMS_UP_TO {
+            Layout::COMPACT
+        } else {
+            Layout::NARROW
+        }
+    }
+}
+
 /// The smallest and largest block lengths worth using for ranges ending at `hi`.
 pub(crate) fn block_len_bounds(hi: u64) -> (u64, u64) {
     let max_divisor = isqrt(hi.saturating_sub(1));
     // Starting a block costs one division per divisor; 32 numbers per divisor keep that below a
-    // few percent of the block's time.
+    // few percent of the block's time. At least one segment.
     let floor = max_divisor
         .saturating_mul(32)
-        .clamp(1 << LOG2_SEGMENT_LEN, MAX_BLOCK_LEN);
+        .clamp(1 << Layout::for_end(hi).log2_segment_len, MAX_BLOCK_LEN);
     // Long blocks lose more work to a stop (only the first unfinished block's prefix is kept),
     // so past the floor stay near a second of work.
     let ceiling = floor.max(1 << 26);
@@ -68,24 +125,34 @@ pub(crate) struct Bands {
     pub bucket_top: u64,
     /// log2 of the segment length.
     pub log2_segment_len: u32,
+    /// The tiny divisors' piece length.
+    pub tiny_piece_len: u64,
 }
 
 impl Bands {
+    /// The bands of the block `[start, end)` as the sieve scans it.
     pub fn new(start: u64, end: u64) -> Bands {
+        Bands::with_layout(start, end, Layout::for_end(end))
+    }
+
+    /// The bands of the block `[start, end)` in segments laid out as `layout` (below the direct
+    /// band's threshold).
+    pub fn with_layout(start: u64, end: u64, layout: Layout) -> Bands {
         let len = end - start;
         let max_divisor = isqrt(end.saturating_sub(1));
         // A bucketed divisor's cofactor n / d must fit in u32.
         let cofactors_fit = |small_top: u64| (end - 1) / (small_top + 1) < u64::from(u32::MAX);
-        let small_top = max_divisor.min(SMALL_DIVISOR_LIMIT);
+        let small_top = max_divisor.min(1 << layout.log2_segment_len);
         let narrow = Bands {
             max_divisor,
             small_top,
             bucket_top: small_top,
-            log2_segment_len: LOG2_SEGMENT_LEN,
+            log2_segment_len: layout.log2_segment_len,
+            tiny_piece_len: layout.tiny_piece_len,
         };
         // A block of one segment would set each bucketed divisor up only to use it once; the
         // direct sweep does the same work without the buckets' memory.
-        if max_divisor == small_top || len <= 1 << LOG2_SEGMENT_LEN {
+        if max_divisor == small_top || len <= 1 << layout.log2_segment_len {
             return narrow;
         }
         if max_divisor - small_top <= MAX_BUCKET_DIVISORS && cofactors_fit(small_top) {
@@ -107,6 +174,7 @@ impl Bands {
             small_top,
             bucket_top,
             log2_segment_len: LOG2_WIDE_SEGMENT_LEN,
+            tiny_piece_len: TINY_SEGMENT_LEN,
         }
     }
 }
@@ -118,12 +186,53 @@ pub(crate) trait Accumulator: Copy + Default {
     fn subtract(&mut self, value: u64);
     /// s(n) mod 2^64.
     fn low_bits(self) -> u64;
-    /// Whether the sum is exactly n.
+    /// Whether the sum is exactly n (for [`Accumulator::EXACT`] sums), or a candidate for it
+    /// (the sum is n mod 2^32, for u32 sums).
     fn is(self, n: u64) -> bool;
+    /// Whether the sum is s(n) itself, not s(n) mod 2^32.
+    const EXACT: bool = true;
+    /// How the small band (past the tiny one) stores its cofactors with these sums.
+    type Cofactor: Cofactor;
+    /// The small band's state for these sums.
+    fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<Self::Cofactor>;
+}
+
+/// s(n) mod 2^32, for blocks ending at or below [`COMPACT_SUMS_UP_TO`]: `low_bits` is only
+/// s(n) mod 2^32 and `is` only finds candidates, confirmed by [`confirmed_perfect`]; the block's
+/// checksum comes from [`checksum_in_closed_form`].
+impl Accumulator for u32 {
+    const ONE: u32 = 1;
+    type Cofactor = u32;
+    #[inline(always)]
+    fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u32> {
+        &mut workspace.small_compact
+    }
+    const EXACT: bool = false;
+    #[inline(always)]
+    fn add(&mut self, value: u64) {
+        *self = self.wrapping_add(value as u32);
+    }
+    #[inline(always)]
+    fn subtract(&mut self, value: u64) {
+        *self = self.wrapping_sub(value as u32);
+    }
+    #[inline(always)]
+    fn low_bits(self) -> u64 {
+        u64::from(self)
+    }
+    #[inline(always)]
+    fn is(self, n: u64) -> bool {
+        self == n as u32
+    }
 }
 
 impl Accumulator for u64 {
     const ONE: u64 = 1;
+    type Cofactor = u64;
+    #[inline(always)]
+    fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u64> {
+        &mut workspace.small
+    }
     #[inline(always)]
     fn add(&mut self, value: u64) {
         *self = self.wrapping_add(value);
@@ -144,6 +253,11 @@ impl Accumulator for u64 {
 
 impl Accumulator for u128 {
     const ONE: u128 = 1;
+    type Cofactor = u64;
+    #[inline(always)]
+    fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u64> {
+        &mut workspace.small
+    }
     #[inline(always)]
     fn add(&mut self, value: u64) {
         *self += u128::from(value);
@@ -178,28 +292,60 @@ fn first_hit(first: u64, d: u64) -> (u64, u64) {
     }
 }
 
+/// How a small divisor's cofactor is stored: u64, or u32 where it fits (u32 sums: below 2^40,
+/// k < 2^30 for every d > [`TINY_DIVISOR_LIMIT`]), which halves the state that streams
+/// through the cache once per segment.
+pub(crate) trait Cofactor: Copy + Default {
+    fn get(self) -> u64;
+    fn new(k: u64) -> Self;
+}
+
+impl Cofactor for u64 {
+    #[inline(always)]
+    fn get(self) -> u64 {
+        self
+    }
+    #[inline(always)]
+    fn new(k: u64) -> u64 {
+        k
+    }
+}
+
+impl Cofactor for u32 {
+    #[inline(always)]
+    fn get(self) -> u64 {
+        u64::from(self)
+    }
+    #[inline(always)]
+    fn new(k: u64) -> u32 {
+        debug_assert!(k <= u64::from(u32::MAX));
+        // Fits by the bound above; a wrong k would also break the checksum's self-check.
+        k as u32
+    }
+}
+
 /// A band of small divisors `low..=top` and their state: for each, the cofactor k of its next
 /// multiple n = k * d (k >= d). Storing k alone (n is one multiplication away) keeps the state
-/// at 8 bytes a divisor, which matters because all of it streams through the cache once per
-/// segment.
+/// at 8 (or 4) bytes a divisor, which matters because all of it streams through the cache once
+/// per segment.
 #[derive(Default)]
-struct SmallDivisors {
+pub(crate) struct SmallDivisors<C> {
     low: u64,
-    cofactor: Vec<u64>,
+    cofactor: Vec<C>,
     /// Runs of divisors that hit a full segment the same number of times, m or m + 1 where
     /// m = segment length / d: `(first divisor, last divisor, m)`, smallest divisors first.
     /// Looping a known m times per divisor keeps the loop exits predictable.
     laps: Vec<(u64, u64, u32)>,
 }
 
-impl SmallDivisors {
+impl<C: Cofactor> SmallDivisors<C> {
     /// Sets the band `low..=top` up for a block starting at `start`, swept in segments of
     /// `segment_len` (at least `top`).
     fn reset(&mut self, start: u64, low: u64, top: u64, segment_len: u64) {
         self.low = low;
         self.cofactor.clear();
         self.cofactor
-            .extend((low..=top).map(|d| first_hit(start, d).1 - d));
+            .extend((low..=top).map(|d| C::new(first_hit(start, d).1 - d)));
         self.laps.clear();
         let mut d = low;
         while d <= top {
@@ -213,14 +359,15 @@ impl SmallDivisors {
     /// Adds the band's pairs to the full segment `sums` starting at `first`, then moves the
     /// state on to the next segment.
     #[inline(never)]
-    fn sieve_full<S: Accumulator>(&mut self, sums: &mut [S], first: u64) {
-        let segment_len = sums.len();
+    fn sieve_full<S: Accumulator, const LEN: usize>(&mut self, sums: &mut [S; LEN], first: u64) {
+        debug_assert!(LEN.is_power_of_two());
         for &(low, high, laps) in &self.laps {
             let cofactors =
                 &mut self.cofactor[(low - self.low) as usize..=(high - self.low) as usize];
             for (cofactor, d) in cofactors.iter_mut().zip(low..) {
-                let mut offset = (d * *cofactor - first) as usize;
-                let mut add = d + *cofactor;
+                let k = cofactor.get();
+                let mut offset = (d * k - first) as usize;
+                let mut add = d + k;
                 let step = d as usize;
                 if offset < step {
                     // Active and past its first hit: exactly `laps` hits fit, maybe one more.
@@ -230,17 +377,18 @@ impl SmallDivisors {
                         add += 1;
                     }
                     // Without a branch: a miss adds 0 to the last hit instead.
-                    let hit = offset < segment_len;
+                    let hit = offset < LEN;
                     sums[if hit { offset } else { offset - step }].add(if hit { add } else { 0 });
-                    add += u64::from(hit);
+                    // From the count, not from `add`: the loop then needs only add's low bits.
+                    *cofactor = C::new(k + u64::from(laps) + u64::from(hit));
                 } else {
-                    while offset < segment_len {
+                    while offset < LEN {
                         sums[offset].add(add);
                         offset += step;
                         add += 1;
                     }
+                    *cofactor = C::new(add - d);
                 }
-                *cofactor = add - d;
             }
         }
     }
@@ -249,8 +397,9 @@ impl SmallDivisors {
     #[inline(never)]
     fn sieve_partial<S: Accumulator>(&mut self, sums: &mut [S], first: u64) {
         for (cofactor, d) in self.cofactor.iter_mut().zip(self.low..) {
-            let n = d * *cofactor;
-            let mut add = d + *cofactor;
+            let k = cofactor.get();
+            let n = d * k;
+            let mut add = d + k;
             if n - first < sums.len() as u64 {
                 let mut offset = (n - first) as usize;
                 while let Some(sum) = sums.get_mut(offset) {
@@ -259,7 +408,7 @@ impl SmallDivisors {
                     add += 1;
                 }
             }
-            *cofactor = add - d;
+            *cofactor = C::new(add - d);
         }
     }
 }
@@ -561,10 +710,12 @@ fn new_chunk(free: &mut u32, link: &mut [u32], head: &mut u32) -> u32 {
 /// Per-thread sieve state, reused across blocks so the scan loop does not allocate.
 #[derive(Default)]
 pub(crate) struct SieveWorkspace {
+    compact: Vec<u32>,
     narrow: Vec<u64>,
     wide: Vec<u128>,
-    tiny: SmallDivisors,
-    small: SmallDivisors,
+    tiny: SmallDivisors<u64>,
+    small: SmallDivisors<u64>,
+    small_compact: SmallDivisors<u32>,
     buckets: Buckets,
 }
 
@@ -583,21 +734,87 @@ impl SieveWorkspace {
         on_progress: &mut dyn FnMut(u64),
         tally: &mut BlockTally,
     ) {
-        if end <= EXACT_IN_U64_BELOW {
-            self.scan_block_with(start, end, stop, on_progress, tally, |workspace| {
-                &mut workspace.narrow
+        if end <= COMPACT_SUMS_UP_TO {
+            self.scan_block_compact(start, end, stop, on_progress, tally);
+        } else if end <= EXACT_IN_U64_BELOW {
+            self.scan_block_with(start, end, Layout::NARROW, stop, on_progress, tally, |w| {
+                &mut w.narrow
             });
         } else {
-            self.scan_block_with(start, end, stop, on_progress, tally, |workspace| {
-                &mut workspace.wide
+            self.scan_block_with(start, end, Layout::NARROW, stop, on_progress, tally, |w| {
+                &mut w.wide
             });
         }
     }
 
+    /// [`SieveWorkspace::scan_block`] with u32 sums (for `end <= COMPACT_SUMS_UP_TO`): the
+    /// checksum of the part done, `[start, tally.done)`, is computed in closed form, and its low
+    /// 32 bits are checked against the wrapping sum of the sieve's u32 sums.
+    fn scan_block_compact(
+        &mut self,
+        start: u64,
+        end: u64,
+        stop: &AtomicBool,
+        on_progress: &mut dyn FnMut(u64),
+        tally: &mut BlockTally,
+    ) {
+        let checksum_before = tally.checksum;
+        let perfect_before = tally.perfect.len();
+        // While sieving, the checksum adds the u32 sums: its low 32 bits are their wrapping sum.
+        tally.checksum = 0;
+        self.scan_block_with(start, end, Layout::COMPACT, stop, on_progress, tally, |w| {
+            &mut w.compact
+        });
+        let sieved = tally.checksum as u32;
+        self.settle_compact(start, sieved, checksum_before, perfect_before, tally);
+    }
+
+    /// Replaces the u32 sums' checksum by the exact one for `[start, tally.done)` once the
+    /// sieve's own total, `sieved`, agrees with it mod 2^32. A disagreement is a bug in the
+    /// sieve (a missed or doubled update); rather than return a wrong answer, the part done is
+    /// then sieved again with exact u64 sums, to the same end and ignoring the stop flag (at most
+    /// one block's work), so the block's result and the progress already reported stay true.
+    fn settle_compact(
+        &mut self,
+        start: u64,
+        sieved: u32,
+        checksum_before: u64,
+        perfect_before: usize,
+        tally: &mut BlockTally,
+    ) {
+        let done = tally.done;
+        let exact = checksum_in_closed_form(start, done);
+        if exact as u32 == sieved {
+            tally.checksum = checksum_before.wrapping_add(exact);
+            return;
+        }
+        debug_assert!(
+            false,
+            "u32 sums of [{start}, {done}) add to {sieved}, not {}",
+            exact as u32
+        );
+        tally.done = start;
+        tally.checksum = 0;
+        tally.perfect.truncate(perfect_before);
+        let never = AtomicBool::new(false);
+        self.scan_block_with(
+            start,
+            done,
+            Layout::NARROW,
+            &never,
+            &mut |_| {},
+            tally,
+            |w| &mut w.narrow,
+        );
+        tally.checksum = checksum_before.wrapping_add(tally.checksum);
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn scan_block_with<S: Accumulator>(
         &mut self,
         start: u64,
         end: u64,
+        layout: Layout,
         stop: &AtomicBool,
         on_progress: &mut dyn FnMut(u64),
         tally: &mut BlockTally,
@@ -607,48 +824,40 @@ impl SieveWorkspace {
         if start == end {
             return;
         }
-        let bands = Bands::new(start, end);
-        if bands.log2_segment_len == LOG2_SEGMENT_LEN {
-            self.scan_segments::<S, { 1 << LOG2_SEGMENT_LEN }>(
-                start,
-                end,
-                &bands,
-                stop,
-                on_progress,
-                tally,
-                sums_of,
-            );
-        } else {
-            self.scan_segments::<S, { 1 << LOG2_WIDE_SEGMENT_LEN }>(
-                start,
-                end,
-                &bands,
-                stop,
-                on_progress,
-                tally,
-                sums_of,
-            );
+        let bands = Bands::with_layout(start, end, layout);
+        let args = (start, end, &bands, stop, on_progress, tally, sums_of);
+        // Every layout [`Bands::with_layout`] makes; the tiny pieces are 2^12 in each.
+        const PIECE: usize = TINY_SEGMENT_LEN as usize;
+        match bands.log2_segment_len {
+            LOG2_SEGMENT_LEN => self.scan_segments::<S, { 1 << LOG2_SEGMENT_LEN }, PIECE>(args),
+            LOG2_COMPACT_SEGMENT_LEN => {
+                self.scan_segments::<S, { 1 << LOG2_COMPACT_SEGMENT_LEN }, PIECE>(args)
+            }
+            _ => self.scan_segments::<S, { 1 << LOG2_WIDE_SEGMENT_LEN }, PIECE>(args),
         }
     }
 
     /// [`SieveWorkspace::scan_block_with`] for segments `LEN` long.
-    #[allow(clippy::too_many_arguments)]
-    fn scan_segments<S: Accumulator, const LEN: usize>(
+    #[allow(clippy::type_complexity)]
+    fn scan_segments<S: Accumulator, const LEN: usize, const PIECE: usize>(
         &mut self,
-        start: u64,
-        end: u64,
-        bands: &Bands,
-        stop: &AtomicBool,
-        on_progress: &mut dyn FnMut(u64),
-        tally: &mut BlockTally,
-        sums_of: fn(&mut SieveWorkspace) -> &mut Vec<S>,
+        (start, end, bands, stop, on_progress, tally, sums_of): (
+            u64,
+            u64,
+            &Bands,
+            &AtomicBool,
+            &mut dyn FnMut(u64),
+            &mut BlockTally,
+            fn(&mut SieveWorkspace) -> &mut Vec<S>,
+        ),
     ) {
         debug_assert_eq!(LEN, 1 << bands.log2_segment_len);
         let full_len = LEN as u64;
         let tiny_top = bands.small_top.min(TINY_DIVISOR_LIMIT);
-        self.tiny.reset(start, 2, tiny_top, TINY_SEGMENT_LEN);
-        self.small
-            .reset(start, tiny_top + 1, bands.small_top, full_len);
+        debug_assert_eq!(PIECE as u64, bands.tiny_piece_len);
+        self.tiny.reset(start, 2, tiny_top, PIECE as u64);
+        let mut small = std::mem::take(S::small_band(self));
+        small.reset(start, tiny_top + 1, bands.small_top, full_len);
         if !self.buckets.reset(
             start,
             bands.small_top + 1,
@@ -656,6 +865,7 @@ impl SieveWorkspace {
             bands.log2_segment_len,
             stop,
         ) {
+            *S::small_band(self) = small;
             return;
         }
         let mut sums = std::mem::take(sums_of(self));
@@ -664,6 +874,7 @@ impl SieveWorkspace {
         let Ok(whole) = <&mut [S; LEN]>::try_from(&mut sums[..]) else {
             // Unreachable: `sums` was just made LEN long.
             *sums_of(self) = sums;
+            *S::small_band(self) = small;
             return;
         };
 
@@ -676,16 +887,17 @@ impl SieveWorkspace {
             }
             if this_len == LEN {
                 // The tiny divisors hit most often: sweep them over L1-sized pieces.
-                for (piece, piece_first) in whole
-                    .chunks_exact_mut(TINY_SEGMENT_LEN as usize)
-                    .zip((first..).step_by(TINY_SEGMENT_LEN as usize))
+                for (piece, piece_first) in
+                    whole.chunks_exact_mut(PIECE).zip((first..).step_by(PIECE))
                 {
-                    self.tiny.sieve_full(piece, piece_first);
+                    if let Ok(piece) = <&mut [S; PIECE]>::try_from(piece) {
+                        self.tiny.sieve_full(piece, piece_first);
+                    }
                 }
-                self.small.sieve_full(whole, first);
+                small.sieve_full(whole, first);
             } else {
                 self.tiny.sieve_partial(&mut whole[..this_len], first);
-                self.small.sieve_partial(&mut whole[..this_len], first);
+                small.sieve_partial(&mut whole[..this_len], first);
             }
             self.buckets.sieve(whole, this_len, first);
             let segment = &mut whole[..this_len];
@@ -702,6 +914,7 @@ impl SieveWorkspace {
             }
         }
         *sums_of(self) = sums;
+        *S::small_band(self) = small;
     }
 }
 
@@ -766,10 +979,48 @@ fn read_out<S: Accumulator>(segment: &[S], first: u64, tally: &mut BlockTally) {
 #[cold]
 fn record_perfect<S: Accumulator>(sums: &[S], first: u64, tally: &mut BlockTally) {
     for (sum, n) in sums.iter().zip(first..) {
-        if sum.is(n) {
+        if sum.is(n) && (S::EXACT || confirmed_perfect(n)) {
             tally.perfect.push(n);
         }
     }
+}
+
+/// Whether n is perfect, by trial division up to its square root: for the candidates of u32
+/// sums (s(n) = n mod 2^32), which below [`COMPACT_SUMS_UP_TO`] take at most 2^20 divisions
+/// and come about once in 2^32 numbers.
+#[inline(never)]
+fn confirmed_perfect(n: u64) -> bool {
+    n >= 2 && proper_divisor_sum(n) == u128::from(n)
+}
+
+/// The wrapping sum of s(n) over `[start, end)` (1 <= start), the checksum, without sieving:
+/// s(n) = 1 + sum of (d + n / d) over the divisors 2 <= d <= sqrt(n), minus d for a square
+/// n = d * d (the pair (d, d) is the divisor d once). So each d from 2 to isqrt(end - 1) adds,
+/// over its multiples n = k * d in the range with k >= d (k from k0 to k1), d + k: an
+/// arithmetic series; minus d when its square is in the range (k0 = d). Two divisions per
+/// divisor (one for those whose square is in the range).
+pub(crate) fn checksum_in_closed_form(start: u64, end: u64) -> u64 {
+    if start >= end {
+        return 0;
+    }
+    // The 1 of every n >= 2.
+    let mut total = end - start.max(2).min(end);
+    let last = end - 1;
+    for d in 2..=isqrt(last) {
+        let k1 = last / d;
+        let k0 = if d * d >= start { d } else { start.div_ceil(d) };
+        if k0 > k1 {
+            continue;
+        }
+        let count = u128::from(k1 - k0 + 1);
+        let mut sum = count * u128::from(d) + (u128::from(k0) + u128::from(k1)) * count / 2;
+        if k0 == d {
+            sum -= u128::from(d);
+        }
+        // Truncation is the definition: the checksum is mod 2^64.
+        total = total.wrapping_add(sum as u64);
+    }
+    total
 }
 
 /// Every square r * r (r >= 2) in the segment got the pair (r, r) as 2r; it has r once.
@@ -790,6 +1041,7 @@ fn correct_squares<S: Accumulator>(segment: &mut [S], first: u64) {
 mod tests {
     use super::*;
 
+    /// `[start, end)` with u128 (`wide`) or u64 sums, in segments of 2^15.
     fn sieve_range(start: u64, end: u64, wide: bool) -> BlockTally {
         let mut workspace = SieveWorkspace::new();
         let mut tally = BlockTally {
@@ -797,14 +1049,223 @@ mod tests {
             ..BlockTally::default()
         };
         let never = AtomicBool::new(false);
+        let layout = Layout::NARROW;
         if wide {
-            workspace.scan_block_with(start, end, &never, &mut |_| {}, &mut tally, |w| &mut w.wide);
+            workspace.scan_block_with(start, end, layout, &never, &mut |_| {}, &mut tally, |w| {
+                &mut w.wide
+            });
         } else {
-            workspace.scan_block_with(start, end, &never, &mut |_| {}, &mut tally, |w| {
+            workspace.scan_block_with(start, end, layout, &never, &mut |_| {}, &mut tally, |w| {
                 &mut w.narrow
             });
         }
         tally
+    }
+
+    /// `[start, end)` with u32 sums, stopped after `segments` segments (if given).
+    fn sieve_compact(start: u64, end: u64, segments: Option<u64>) -> BlockTally {
+        let mut workspace = SieveWorkspace::new();
+        let mut tally = BlockTally {
+            done: start,
+            ..BlockTally::default()
+        };
+        let stop = AtomicBool::new(false);
+        let mut seen = 0;
+        let mut on_progress = |_| {
+            seen += 1;
+            if Some(seen) == segments {
+                stop.store(true, Ordering::Relaxed);
+            }
+        };
+        workspace.scan_block_compact(start, end, &stop, &mut on_progress, &mut tally);
+        tally
+    }
+
+    /// The u32 sums' result for `[start, end)` is the u64 sums' one (checksum, perfect
+    /// numbers, end); also when stopped after 1 and 2 segments. Returns the u32 result.
+    fn compact_agrees(start: u64, end: u64) -> BlockTally {
+        let compact = sieve_compact(start, end, None);
+        let narrow = sieve_range(start, end, false);
+        assert_eq!(compact.done, end, "[{start}, {end})");
+        assert_eq!(compact.checksum, narrow.checksum, "[{start}, {end})");
+        assert_eq!(compact.perfect, narrow.perfect, "[{start}, {end})");
+        for segments in [1, 2] {
+            let stopped = sieve_compact(start, end, Some(segments));
+            let prefix = sieve_range(start, stopped.done, false);
+            let segment = 1 << Layout::COMPACT.log2_segment_len;
+            assert_eq!(
+                stopped.done,
+                end.min(start + segments * segment),
+                "[{start}, {end}) stopped"
+            );
+            assert_eq!(
+                stopped.checksum, prefix.checksum,
+                "[{start}, {end}) stopped"
+            );
+            assert_eq!(stopped.perfect, prefix.perfect, "[{start}, {end}) stopped");
+        }
+        compact
+    }
+
+    #[test]
+    fn compact_sums_match_trial_division_from_1() {
+        let tally = sieve_compact(1, 10_000, None);
+        assert_eq!(tally.checksum, 32_236_803);
+        assert_eq!(tally.perfect, [6, 28, 496, 8128]);
+        assert_eq!(tally.done, 10_000);
+        for end in [2, 3, 7, 29, 1 << 17, (1 << 17) + 1, 3 << 17] {
+            compact_agrees(1, end);
+        }
+    }
+
+    #[test]
+    fn compact_and_u64_sums_agree_near_each_magnitude() {
+        let segment = 1u64 << Layout::COMPACT.log2_segment_len;
+        for start in [
+            999_000,
+            1_000_000,
+            999_999_999 - 12_345,
+            1_000_000_000,
+            999_999_999_999 - 777,
+            1_000_000_000_000,
+            COMPACT_SUMS_UP_TO - 5 * segment - 3,
+        ] {
+            // Blocks of one number, of part of a segment, and of several ending mid-segment;
+            // the block edges at start and end are what differ.
+            for len in [1, 100, segment - 1, segment, segment + 1, 4 * segment + 777] {
+                let end = (start + len).min(COMPACT_SUMS_UP_TO);
+                compact_agrees(start, end);
+            }
+        }
+        // Bucketed divisors of every group below 2^40 (d up to 2^20, d / 2^17 up to 7).
+        let start = COMPACT_SUMS_UP_TO - 40 * segment;
+        let bands = Bands::new(start, COMPACT_SUMS_UP_TO);
+        assert_eq!(bands.log2_segment_len, Layout::COMPACT.log2_segment_len);
+        assert!(bands.bucket_top >> bands.log2_segment_len == 7);
+        compact_agrees(start, COMPACT_SUMS_UP_TO);
+    }
+
+    #[test]
+    fn compact_sums_at_squares() {
+        // Blocks starting at, just after and ending just after a square; squares of divisors
+        // of each band (tiny, small, bucketed) and at the band edges.
+        let segment = 1u64 << Layout::COMPACT.log2_segment_len;
+        for root in [
+            2,
+            3,
+            1024,
+            1025,
+            segment - 1,
+            segment,
+            segment + 1,
+            2 * segment,
+            1_000_000,
+        ] {
+            let square = root * root;
+            for (start, end) in [
+                (square, square + 1),
+                (square, square + 3 * segment),
+                (square + 1, square + 2 * segment),
+                (square.saturating_sub(2 * segment).max(1), square + 1),
+                (square.saturating_sub(2 * segment).max(1), square + segment),
+            ] {
+                compact_agrees(start, end);
+            }
+        }
+    }
+
+    #[test]
+    fn compact_sums_find_the_first_seven_perfect_numbers() {
+        let segment = 1u64 << Layout::COMPACT.log2_segment_len;
+        assert_eq!(compact_agrees(1, 3 * segment).perfect, [6, 28, 496, 8128]);
+        for perfect in [33_550_336, 8_589_869_056, 137_438_691_328] {
+            for (start, end) in [
+                (perfect, perfect + 1),
+                (perfect - segment, perfect + 2 * segment),
+                (perfect - 3 * segment - 1, perfect + 1),
+            ] {
+                assert_eq!(compact_agrees(start, end).perfect, [perfect]);
+            }
+        }
+    }
+
+    #[test]
+    fn false_candidates_are_rejected() {
+        // A prime p = 1 mod 2^32 has s(p) = 1 = p mod 2^32: a u32 sum's candidate.
+        let prime = (1u64..)
+            .map(|k| (k << 32) + 1)
+            .find(|&n| proper_divisor_sum(n) == 1)
+            .unwrap_or(0);
+        assert!(prime > 1 << 32 && prime < COMPACT_SUMS_UP_TO);
+        assert!(1u32.is(prime));
+        assert!(!confirmed_perfect(prime));
+        assert!(confirmed_perfect(8_589_869_056));
+        assert!(!confirmed_perfect(1));
+        let segment = 1u64 << Layout::COMPACT.log2_segment_len;
+        for (start, end) in [(prime, prime + 1), (prime - 5, prime + 3 * segment)] {
+            assert!(compact_agrees(start, end).perfect.is_empty());
+        }
+    }
+
+    #[test]
+    fn closed_form_checksum_matches_trial_division() {
+        for (start, end) in [
+            (1, 1),
+            (1, 2),
+            (1, 3),
+            (2, 5),
+            (1, 10_000),
+            (4, 5),
+            (99, 101),
+            (1_000_000, 1_003_000),
+            (999_999_999_000, 1_000_000_000_100),
+        ] {
+            let expected = (start..end).fold(0u64, |total, n| {
+                total.wrapping_add(proper_divisor_sum(n) as u64)
+            });
+            assert_eq!(
+                checksum_in_closed_form(start, end),
+                expected,
+                "[{start}, {end})"
+            );
+        }
+        // Near 2^50, where the series' terms need more than 64 bits before the truncation.
+        let (start, end) = ((1 << 50) - 3, (1 << 50) + 3);
+        let expected = (start..end).fold(0u64, |total, n| {
+            total.wrapping_add(proper_divisor_sum(n) as u64)
+        });
+        assert_eq!(checksum_in_closed_form(start, end), expected);
+    }
+
+    /// A disagreement between the u32 sums and the closed form is a bug: debug builds stop on
+    /// it; release builds sieve the part done again with u64 sums.
+    #[test]
+    #[cfg_attr(debug_assertions, should_panic(expected = "u32 sums of"))]
+    fn a_disagreeing_u32_total_falls_back_to_u64_sums() {
+        let (start, end) = (999_999_000_000, 999_999_000_000 + (5 << 17) + 7);
+        let mut workspace = SieveWorkspace::new();
+        let mut tally = BlockTally {
+            done: start,
+            checksum: 12345,
+            perfect: vec![28],
+        };
+        let never = AtomicBool::new(false);
+        workspace.scan_block_with(
+            start,
+            end,
+            Layout::COMPACT,
+            &never,
+            &mut |_| {},
+            &mut tally,
+            |w| &mut w.compact,
+        );
+        tally.perfect.push(496);
+        let wrong = (tally.checksum as u32) ^ 1;
+        workspace.settle_compact(start, wrong, 12345, 1, &mut tally);
+        let narrow = sieve_range(start, end, false);
+        assert_eq!(tally.done, end);
+        assert_eq!(tally.checksum, narrow.checksum.wrapping_add(12345));
+        assert_eq!(tally.perfect, [28]);
     }
 
     #[test]
@@ -833,7 +1294,7 @@ mod tests {
             ..BlockTally::default()
         };
         while joined.done < end {
-            let window_end = end.min(joined.done + SMALL_DIVISOR_LIMIT - 1);
+            let window_end = end.min(joined.done + (1 << LOG2_SEGMENT_LEN) - 1);
             let part = sieve_range(joined.done, window_end, false);
             joined.checksum = joined.checksum.wrapping_add(part.checksum);
             joined.perfect.extend(part.perfect);
@@ -855,7 +1316,7 @@ mod tests {
             (1_073_000_000, 40),
         ] {
             let end = start + segments * segment + 777;
-            let bands = Bands::new(start, end);
+            let bands = Bands::with_layout(start, end, Layout::NARROW);
             assert!(bands.bucket_top > bands.small_top, "{start}: buckets used");
             let whole = sieve_range(start, end, false);
             let windows = sieve_in_windows(start, end);
@@ -905,10 +1366,21 @@ mod tests {
     fn bands_split_as_documented() {
         let near_a_trillion = Bands::new(1_000_000_000_000, 1_000_100_000_000);
         assert_eq!(near_a_trillion.max_divisor, 1_000_049);
-        assert_eq!(near_a_trillion.small_top, SMALL_DIVISOR_LIMIT);
+        assert_eq!(
+            near_a_trillion.small_top,
+            1 << Layout::COMPACT.log2_segment_len
+        );
         assert_eq!(near_a_trillion.bucket_top, 1_000_049);
+        let narrow = Bands::with_layout(1_000_000_000_000, 1_000_100_000_000, Layout::NARROW);
+        assert_eq!(narrow.small_top, 1 << LOG2_SEGMENT_LEN);
+        assert_eq!(narrow.bucket_top, 1_000_049);
         let one_segment = Bands::new(1_000_000_000_000, 1_000_000_000_100);
-        assert_eq!(one_segment.bucket_top, SMALL_DIVISOR_LIMIT);
+        assert_eq!(
+            one_segment.bucket_top,
+            1 << Layout::COMPACT.log2_segment_len
+        );
+        let past_compact = Bands::new(COMPACT_SUMS_UP_TO, COMPACT_SUMS_UP_TO + (1 << 26));
+        assert_eq!(past_compact.log2_segment_len, LOG2_SEGMENT_LEN);
         let near_the_top = Bands::new(u64::MAX - (1 << 22), u64::MAX);
         assert_eq!(near_the_top.max_divisor, u64::from(u32::MAX));
         assert_eq!(near_the_top.log2_segment_len, LOG2_WIDE_SEGMENT_LEN);
