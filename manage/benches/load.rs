@@ -18,7 +18,9 @@
 //! them); `1000@RATE` (paced: the computes start RATE trips a second in all, so the latencies
 //! are those at that load, not at saturation); `baseline-1000` and `baseline-1000-pipelined`:
 //! the same generator against a server that only answers (no state, disk or log; see
-//! `baseline_server`), which is what this machine's loopback and the generator allow.
+//! `baseline_server`), which is what this machine's loopback and the generator allow; `fsync`:
+//! the latency of the disk's fsync, which every durable commit waits for (its tail bounds the
+//! p99 any durable server can reach here).
 //!
 //! Environment: `LOAD_SECONDS` (measured window per scenario, default 6), `LOAD_SCENARIOS` (comma
 //! list of the scenarios above and `idle`; default all), `LOAD_THREADS`
@@ -911,6 +913,37 @@ fn idle(computes: usize) {
     drop(work_only);
 }
 
+/// The disk's part of a durable commit: `seconds` of 4 KiB writes each followed by an fsync, in
+/// a temporary folder beside where manage's states go, back to back (0.5 ms apart). No reply
+/// that waits for a commit can beat these times, and one slow fsync holds back every reply of
+/// its batch: the tail of this distribution is a floor under the load scenarios' p99 and max.
+fn fsync_floor(seconds: u64) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("probe");
+    let mut file = File::create(&path).expect("a probe file");
+    let mut times = Vec::new();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        file.write_all(&[b'x'; 4096]).expect("a probe write");
+        let started = Instant::now();
+        file.sync_data().expect("fsync");
+        times.push(micros(started.elapsed()));
+        thread::sleep(Duration::from_micros(500));
+    }
+    times.sort_unstable();
+    let over = |ms: u32| times.iter().filter(|&&t| t > ms * 1000).count();
+    println!(
+        "fsync floor: {} fsyncs of 4 KiB in {seconds} s: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.1} ms; {} over 10 ms, {} over 50 ms",
+        times.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        percentile(&times, 0.999),
+        percentile(&times, 1.0),
+        over(10),
+        over(50),
+    );
+}
+
 /// Set in the environment of this bench's own executable to make it the baseline server.
 const BASELINE_ENV: &str = "SIGMA_LOAD_BASELINE_SERVER";
 
@@ -1067,7 +1100,7 @@ fn main() {
     let threads: usize = env_or("LOAD_THREADS", 2);
     let idle_computes: usize = env_or("LOAD_IDLE", 10_000);
     let default_scenarios = if benching {
-        "1,100,1000,1000-warn,1000-check,1000-pipelined,baseline-1000,baseline-1000-pipelined,1000@5000,1000@10000,1000@20000,idle"
+        "1,100,1000,1000-warn,1000-check,1000-pipelined,baseline-1000,baseline-1000-pipelined,1000@5000,1000@10000,1000@20000,fsync,idle"
     } else {
         "100"
     };
@@ -1105,6 +1138,7 @@ fn main() {
                 Err(_) => eprintln!("load: bad paced scenario {paced:?} (1000@RATE)"),
             },
             "idle" => idle(idle_computes),
+            "fsync" => fsync_floor(seconds),
             "" => {}
             other => eprintln!("load: unknown scenario {other:?}"),
         }
