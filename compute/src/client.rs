@@ -434,7 +434,7 @@ impl Worker {
             perfect,
         });
         let sent = if ask {
-            link.send_both(&message, &Message::Request)
+            link.send_all(&[&message, &Message::Request])
         } else {
             link.send(&message)
         };
@@ -539,16 +539,15 @@ impl Link {
     }
 
     fn send(&mut self, message: &Message<'_>) -> io::Result<()> {
-        self.out.clear();
-        message.encode(&mut self.out);
-        self.stream.write_all(&self.out)
+        self.send_all(&[message])
     }
 
-    /// Two messages in one write.
-    fn send_both(&mut self, first: &Message<'_>, second: &Message<'_>) -> io::Result<()> {
+    /// The messages, in one write.
+    fn send_all(&mut self, messages: &[&Message<'_>]) -> io::Result<()> {
         self.out.clear();
-        first.encode(&mut self.out);
-        second.encode(&mut self.out);
+        for message in messages {
+            message.encode(&mut self.out);
+        }
         self.stream.write_all(&self.out)
     }
 
