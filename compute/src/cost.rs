@@ -50,16 +50,15 @@ pub struct SieveWork {
 /// Weights of the sieve's kinds of work, in small-divisor updates: numbers, visits, bucketed
 /// updates, direct updates, divisions. Fitted (`examples/fit_cost_model.rs`: on-CPU time, one
 /// thread, best of seven per magnitude, 10^4..3 * 10^12) on an AMD EPYC (Zen 4) VM shared with
-/// other builds, after the sieve moved to u32 sums and 2^17-number segments below 2^40: within
-/// 5% of measured from 10^4 to 3 * 10^12 (u64 sums and 2^15 segments there); ~19% optimistic
-/// near 10^13, where the bucket pool (25 MB) spills out of the shared L3 and the largest
-/// divisors (past 2^20) use the slower group 0. A number's set-up and read-out (vectorised, 4
-/// bytes a number) fit as free next to its ~8 or more updates; a visit costs ~4 updates, a
-/// bucketed update ~5 (its 8-byte entry goes out to and back from the bucket pool, which is
-/// out of L2 past ~10^11). Direct updates and divisions only matter past ~7 * 10^13, outside
-/// the fit; their weights are estimates (a division ~ 7 updates, as the direct sweep's rate
-/// showed). They are ratios: a faster or slower machine changes only the measured rate.
-const SIEVE_WEIGHTS: [f64; 5] = [0.0, 4.2, 5.0, 2.0, 7.0];
+/// other builds, after the tiny band's divisors of 2520 moved to the wheel (u32 sums and
+/// 2^17-number segments below 2^40): within 9% of measured from 10^4 to 10^13 in that run. A
+/// number's set-up and read-out (the wheel's tables, vectorised, 4 bytes a number) fit as free
+/// next to its ~6 or more updates; a visit costs ~4 updates, a bucketed update ~4.5 (its 8-byte
+/// entry goes out to and back from the bucket pool, which is out of L2 past ~10^11). Direct
+/// updates and divisions only matter past ~7 * 10^13, outside the fit; their weights are
+/// estimates (a division ~ 7 updates, as the direct sweep's rate showed). They are ratios: a
+/// faster or slower machine changes only the measured rate.
+const SIEVE_WEIGHTS: [f64; 5] = [0.0, 4.0, 4.5, 2.0, 7.0];
 /// Per-number cost of the trial-division algorithms outside the division loop, in divisions.
 const TRIAL_PER_NUMBER: f64 = 4.0;
 const NAIVE_PER_NUMBER: f64 = 4.0;
@@ -128,7 +127,22 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
     let mean_root = sum_of_square_roots(lo, hi) / numbers;
     let tiny_top = bands.small_top.min(sieve::TINY_DIVISOR_LIMIT);
     let small_top = mean_root.min(bands.small_top as f64);
-    let small_hits = pair_updates(lo, hi, 1, bands.small_top);
+    // The wheel's divisors (those of the wheel's period whose square is below the block's
+    // start, in the tiny band) cost nothing per pair: their pairs come with the numbers'
+    // set-up. Counted as of the range's start, as a block's wheel is.
+    let wheel_top = if hi <= sieve::EXACT_IN_U64_BELOW {
+        sieve::Wheel::top_for(lo, tiny_top)
+    } else {
+        0
+    };
+    let wheel_divisors: Vec<u64> = (2..=wheel_top)
+        .filter(|&d| sieve::Wheel::covers(wheel_top, d))
+        .collect();
+    let wheel_hits: f64 = wheel_divisors
+        .iter()
+        .map(|&d| pair_updates(lo, hi, d - 1, d))
+        .sum();
+    let small_hits = (pair_updates(lo, hi, 1, bands.small_top) - wheel_hits).max(0.0);
     let bucket_hits = pair_updates(lo, hi, bands.small_top, bands.bucket_top);
     let direct_hits = pair_updates(lo, hi, bands.bucket_top, max_divisor);
     let direct_divisors = max_divisor.saturating_sub(bands.bucket_top) as f64;
@@ -136,7 +150,8 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
         numbers,
         small_hits,
         // Tiny divisors visit every L1-sized piece, the other small ones every segment.
-        visits: numbers * tiny_top.saturating_sub(1) as f64 / bands.tiny_piece_len as f64
+        visits: numbers * (tiny_top.saturating_sub(1) as usize - wheel_divisors.len()) as f64
+            / bands.tiny_piece_len as f64
             + segments * (small_top - tiny_top as f64).max(0.0),
         bucket_hits,
         direct_hits,
