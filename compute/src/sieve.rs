@@ -624,8 +624,7 @@ struct Buckets {
     /// For each bucket (`slot * GROUPS + group`): its newest chunk (the only one that may be
     /// partly filled).
     head: Vec<u32>,
-    /// For each bucket: where in `pool` its next entry goes; a multiple of CHUNK means the head
-    /// chunk is full (or missing).
+    /// For each bucket: where in `pool` its next entry goes; see [`is_full`].
     write: Vec<u32>,
     free: u32,
     /// A copy of the chunk being drained.
@@ -655,10 +654,10 @@ impl Buckets {
         let ring = (jump + 1).next_power_of_two();
         // Every divisor is in at most one bucket; each bucket has at most one partly filled
         // chunk, and group g uses g + 2 slots at a time, group 0 the whole ring; one more for
-        // the chunk being drained while its entries move on.
+        // the chunk being drained while its entries move on (it is freed once drained).
         let groups = jump.min(GROUPS);
         let partial = ring + (1..groups).map(|g| g + 2).sum::<usize>();
-        let chunks = divisors.div_ceil(CHUNK) + partial + 2;
+        let chunks = divisors.div_ceil(CHUNK) + partial + 3;
         self.pool.resize(chunks * CHUNK, 0);
         self.link.clear();
         self.link.extend(1..=chunks as u32);
@@ -711,7 +710,7 @@ impl Buckets {
         let group = group_of(entry & u64::from(u32::MAX), self.log2_segment_len);
         let bucket = slot * GROUPS + group;
         let mut write = self.write[bucket];
-        if (write as usize).is_multiple_of(CHUNK) {
+        if is_full(write, self.head[bucket]) {
             write = new_chunk(&mut self.free, &mut self.link, &mut self.head[bucket]);
         }
         self.pool[write as usize] = entry;
@@ -753,25 +752,17 @@ impl Buckets {
             }
             let mut fill = (std::mem::replace(&mut write[bucket], 0) as usize)
                 .wrapping_sub(chunk as usize * CHUNK);
-            // Group g's two buckets and where they write next.
-            let near_bucket = ((slot + group) & ring_mask) * GROUPS + group;
-            let far_bucket = ((slot + group + 1) & ring_mask) * GROUPS + group;
-            let mut near = write[near_bucket];
-            let mut far = write[far_bucket];
-            // Past this offset in the segment, the next multiple is in the far bucket.
-            let far_from = (group as u64 + 1) << log2_segment_len;
-            while chunk != NONE {
-                // A copy of the chunk, so that reading it needs no bounds checks; it is free
-                // for the entries moving on as soon as it is copied.
-                let base = chunk as usize * CHUNK;
-                let entries = &mut drain[..fill];
-                entries.copy_from_slice(&pool[base..base + fill]);
-                let next_chunk = link[chunk as usize];
-                link[chunk as usize] = *free;
-                *free = chunk;
-                chunk = next_chunk;
-                fill = CHUNK;
-                if group == 0 {
+            if group == 0 {
+                while chunk != NONE {
+                    // A copy of the chunk, as its entries go to any bucket, this chunk's too.
+                    let base = chunk as usize * CHUNK;
+                    let entries = &mut drain[..fill];
+                    entries.copy_from_slice(&pool[base..base + fill]);
+                    let next_chunk = link[chunk as usize];
+                    link[chunk as usize] = *free;
+                    *free = chunk;
+                    chunk = next_chunk;
+                    fill = CHUNK;
                     for &entry in entries.iter() {
                         let divisor = entry & u64::from(u32::MAX);
                         let cofactor = entry >> 32;
@@ -783,85 +774,113 @@ impl Buckets {
                             ((n + divisor - start) >> log2_segment_len) as usize & ring_mask;
                         let next_bucket = next_slot * GROUPS;
                         let mut at = write[next_bucket];
-                        if (at as usize).is_multiple_of(CHUNK) {
+                        if is_full(at, head[next_bucket]) {
                             at = new_chunk(free, link, &mut head[next_bucket]);
                         }
                         pool[at as usize] = entry + NEXT_COFACTOR;
                         write[next_bucket] = at + 1;
                     }
-                    continue;
                 }
-                (near, far) = sweep_group(
-                    sums,
-                    entries,
-                    first,
-                    far_from,
-                    (near, far),
-                    pool,
-                    &mut Chunks {
-                        free,
-                        link,
-                        head,
-                        near_bucket,
-                        far_bucket,
-                    },
-                );
+                continue;
             }
-            write[near_bucket] = near;
-            write[far_bucket] = far;
+            // Group g's two buckets and where they write next.
+            let near_bucket = ((slot + group) & ring_mask) * GROUPS + group;
+            let far_bucket = ((slot + group + 1) & ring_mask) * GROUPS + group;
+            let mut near = write[near_bucket] as usize;
+            let mut far = write[far_bucket] as usize;
+            // Past this offset in the segment, the next multiple is in the far bucket.
+            let far_from = (group as u64 + 1) << log2_segment_len;
+            while chunk != NONE {
+                let base = chunk as usize * CHUNK;
+                let mut done = 0;
+                while done < fill {
+                    if is_full(near as u32, head[near_bucket]) {
+                        near = new_chunk(free, link, &mut head[near_bucket]) as usize;
+                    }
+                    if is_full(far as u32, head[far_bucket]) {
+                        far = new_chunk(free, link, &mut head[far_bucket]) as usize;
+                    }
+                    // Each entry moves to one of the two: this many fit in both.
+                    let run = (fill - done)
+                        .min(CHUNK - near % CHUNK)
+                        .min(CHUNK - far % CHUNK);
+                    let (near_base, far_base) = (near - near % CHUNK, far - far % CHUNK);
+                    let Ok([input, near_chunk, far_chunk]) = pool.get_disjoint_mut([
+                        base + done..base + done + run,
+                        near_base..near_base + CHUNK,
+                        far_base..far_base + CHUNK,
+                    ]) else {
+                        unreachable!("three buckets' chunks are distinct and in the pool");
+                    };
+                    let (Ok(near_chunk), Ok(far_chunk)) =
+                        (near_chunk.try_into(), far_chunk.try_into())
+                    else {
+                        unreachable!("chunks are CHUNK long");
+                    };
+                    let (near_fill, far_fill) = sweep_group(
+                        sums,
+                        input,
+                        first,
+                        far_from,
+                        (near_chunk, near % CHUNK),
+                        (far_chunk, far % CHUNK),
+                    );
+                    near = near_base + near_fill;
+                    far = far_base + far_fill;
+                    done += run;
+                }
+                // Drained: the chunk is free for the buckets that come next.
+                let next_chunk = link[chunk as usize];
+                link[chunk as usize] = *free;
+                *free = chunk;
+                chunk = next_chunk;
+                fill = CHUNK;
+            }
+            write[near_bucket] = near as u32;
+            write[far_bucket] = far as u32;
         }
     }
 }
 
-/// What [`sweep_group`] needs to start a chunk.
-struct Chunks<'a> {
-    free: &'a mut u32,
-    link: &'a mut [u32],
-    head: &'a mut [u32],
-    near_bucket: usize,
-    far_bucket: usize,
-}
-
-/// The bucket sweep for one group's entries (see [`GROUPS`]): adds each entry's pair at its
-/// multiple in the segment starting at `first` and files it under the near or the far bucket,
-/// whose next entries go at `cursors`; returns the cursors moved on.
+/// The bucket sweep for a run of one group's entries (see [`GROUPS`]): adds each entry's pair
+/// at its multiple in the segment starting at `first` and moves it on to the near or the far
+/// bucket's chunk, filled up to the positions given; returns the positions moved on. Both
+/// chunks have room for every entry of the run. Each entry is written to both chunks and only
+/// one position moves: the other copy is overwritten next, or lies past its chunk's fill.
 #[inline(never)]
 fn sweep_group<S: Accumulator, const LEN: usize>(
     sums: &mut [S; LEN],
     entries: &[Pending],
     first: u64,
     far_from: u64,
-    cursors: (u32, u32),
-    pool: &mut [Pending],
-    chunks: &mut Chunks<'_>,
-) -> (u32, u32) {
-    let (mut near, mut far) = cursors;
+    (near_chunk, mut near): (&mut [Pending; CHUNK], usize),
+    (far_chunk, mut far): (&mut [Pending; CHUNK], usize),
+) -> (usize, usize) {
+    debug_assert!(near + entries.len() <= CHUNK && far + entries.len() <= CHUNK);
     for &entry in entries {
         let divisor = entry & u64::from(u32::MAX);
         let cofactor = entry >> 32;
-        let n = divisor * cofactor;
-        let offset = n - first;
+        let offset = divisor * cofactor - first;
         // Every entry of this bucket has its multiple in this segment: the mask only tells the
-        // compiler so.
+        // compiler so (and the chunks' masks that positions stay in them, as they do).
         sums[offset as usize & (LEN - 1)].add(divisor + cofactor);
+        let moved = entry + NEXT_COFACTOR;
+        near_chunk[near & (CHUNK - 1)] = moved;
+        far_chunk[far & (CHUNK - 1)] = moved;
         let to_far = offset + divisor >= far_from;
-        let mut at = if to_far { far } else { near };
-        if (at as usize).is_multiple_of(CHUNK) {
-            let bucket = if to_far {
-                chunks.far_bucket
-            } else {
-                chunks.near_bucket
-            };
-            at = new_chunk(chunks.free, chunks.link, &mut chunks.head[bucket]);
-        }
-        pool[at as usize] = entry + NEXT_COFACTOR;
-        if to_far {
-            far = at + 1;
-        } else {
-            near = at + 1;
-        }
+        near += usize::from(!to_far);
+        far += usize::from(to_far);
     }
     (near, far)
+}
+
+/// Whether a bucket whose newest chunk is `head` and whose next entry would go at `write` needs
+/// a new chunk: a multiple of CHUNK is either the end of a full chunk or the start of an empty
+/// one (the sweep takes a chunk for each of its two buckets before it knows which will be used).
+#[inline(always)]
+fn is_full(write: u32, head: u32) -> bool {
+    (write as usize).is_multiple_of(CHUNK)
+        && (head == NONE || head as usize * CHUNK != write as usize)
 }
 
 /// Takes a chunk off the free list `free` as the new head of the bucket whose head is `head`;
