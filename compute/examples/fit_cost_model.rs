@@ -12,12 +12,21 @@ use compute::bench;
 use compute::cost::{self, SieveWork};
 use compute::Algorithm;
 
-fn features(work: &SieveWork) -> [f64; 4] {
+/// The kinds of work fitted.
+const K: usize = 5;
+
+fn features(work: &SieveWork) -> [f64; K] {
     // Direct updates and divisions only matter past ~7 * 10^13, outside what this fits.
-    [work.numbers, work.small_hits, work.visits, work.bucket_hits]
+    [
+        work.numbers,
+        work.small_hits,
+        work.visits,
+        work.bucket_hits,
+        work.window_hits,
+    ]
 }
 
-fn relative_error(weights: &[f64; 4], rows: &[[f64; 4]], targets: &[f64]) -> f64 {
+fn relative_error(weights: &[f64; K], rows: &[[f64; K]], targets: &[f64]) -> f64 {
     rows.iter()
         .zip(targets)
         .map(|(row, &target)| {
@@ -29,7 +38,7 @@ fn relative_error(weights: &[f64; 4], rows: &[[f64; 4]], targets: &[f64]) -> f64
 
 /// Least squared relative error over the kinds in `active` only (the others weigh 0), by the
 /// normal equations; None when they are singular.
-fn solve(rows: &[[f64; 4]], targets: &[f64], active: &[usize]) -> Option<[f64; 4]> {
+fn solve(rows: &[[f64; K]], targets: &[f64], active: &[usize]) -> Option<[f64; K]> {
     let k = active.len();
     // Each row divided by its target: minimising sum (row . w / target - 1)^2.
     let mut a = vec![vec![0.0; k + 1]; k];
@@ -59,7 +68,7 @@ fn solve(rows: &[[f64; 4]], targets: &[f64], active: &[usize]) -> Option<[f64; 4
             }
         }
     }
-    let mut weights = [0.0; 4];
+    let mut weights = [0.0; K];
     for (i, &kind) in active.iter().enumerate() {
         weights[kind] = a[i][k] / a[i][i];
     }
@@ -68,16 +77,16 @@ fn solve(rows: &[[f64; 4]], targets: &[f64], active: &[usize]) -> Option<[f64; 4
 
 /// Non-negative seconds per unit of each kind of work that minimise the squared relative
 /// errors: the exact least-squares solution on every subset of the kinds, keeping the best one
-/// with no negative weight (four unknowns, fifteen subsets; least squares without the sign
+/// with no negative weight (five unknowns, 31 subsets; least squares without the sign
 /// constraint trades negative weights against each other on collinear features). The
 /// small-divisor updates are always in, since the weights are expressed in them.
-fn fit(rows: &[[f64; 4]], targets: &[f64]) -> [f64; 4] {
-    let mut best: Option<([f64; 4], f64)> = None;
-    for subset in 1u32..16 {
+fn fit(rows: &[[f64; K]], targets: &[f64]) -> [f64; K] {
+    let mut best: Option<([f64; K], f64)> = None;
+    for subset in 1u32..(1 << K) {
         if subset & 0b10 == 0 {
             continue;
         }
-        let active: Vec<usize> = (0..4).filter(|&i| subset & (1 << i) != 0).collect();
+        let active: Vec<usize> = (0..K).filter(|&i| subset & (1 << i) != 0).collect();
         let Some(weights) = solve(rows, targets, &active) else {
             continue;
         };
@@ -89,7 +98,7 @@ fn fit(rows: &[[f64; 4]], targets: &[f64]) -> [f64; 4] {
             best = Some((weights, error));
         }
     }
-    best.map_or([0.0, 1e-9, 0.0, 0.0], |(weights, _)| weights)
+    best.map_or([0.0, 1e-9, 0.0, 0.0, 0.0], |(weights, _)| weights)
 }
 
 fn main() {
@@ -148,19 +157,21 @@ fn main() {
     let unit = fit[1];
     println!("seconds per small-divisor update: {unit:.3e}");
     println!(
-        "weights in small-divisor updates: numbers {:.2}, visits {:.2}, bucket updates {:.2}",
+        "weights in small-divisor updates: numbers {:.2}, visits {:.2}, bucket updates {:.2}, window updates {:.2}",
         fit[0] / unit,
         fit[2] / unit,
-        fit[3] / unit
+        fit[3] / unit,
+        fit[4] / unit
     );
     for ((row, &target), lo) in rows.iter().zip(&targets).zip(magnitudes) {
         let predicted: f64 = row.iter().zip(&fit).map(|(x, w)| x * w).sum();
         println!(
-            "  fitted {:>+6.1}%  near {lo:>16}: per number {:.1} small updates, {:.3} visits, {:.2} bucketed updates",
+            "  fitted {:>+6.1}%  near {lo:>16}: per number {:.1} small updates, {:.3} visits, {:.2} bucketed updates, {:.2} window updates",
             (predicted / target - 1.0) * 100.0,
             row[1] / row[0],
             row[2] / row[0],
-            row[3] / row[0]
+            row[3] / row[0],
+            row[4] / row[0]
         );
     }
 }

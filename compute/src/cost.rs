@@ -41,6 +41,9 @@ pub struct SieveWork {
     pub visits: f64,
     /// Divisor-pair updates from bucketed divisors.
     pub bucket_hits: f64,
+    /// Divisor-pair updates from window divisors (past the segment length, kept in per-divisor
+    /// state like the small ones, hitting a window of segments in L3).
+    pub window_hits: f64,
     /// Updates from directly sieved divisors (each found by a division).
     pub direct_hits: f64,
     /// 64-bit divisions: a block's set-up, and the direct band's per-segment search.
@@ -48,18 +51,18 @@ pub struct SieveWork {
 }
 
 /// Weights of the sieve's kinds of work, in small-divisor updates: numbers, visits, bucketed
-/// updates, direct updates, divisions. Fitted (`examples/fit_cost_model.rs`: on-CPU time, one
-/// thread, best of seven per magnitude, 10^4..3 * 10^12) on an AMD EPYC (Zen 4) VM shared with
-/// other builds, after the tiny band's divisors of 2520 moved to the wheel (u32 sums and
-/// 2^17-number segments below 2^40): within 9% of measured from 10^4 to 10^13 in that run. A
-/// number's set-up and read-out (the wheel's tables, vectorised, 4 bytes a number) fit as free
-/// next to its ~6 or more updates; a visit costs ~4 updates, a bucketed update ~4.5 (its 8-byte
-/// entry goes out to and back from the bucket pool, which is out of L2 past ~10^11). Direct
-/// updates and divisions only matter past ~7 * 10^13, outside the fit; their weights are
-/// estimates (a division ~ 7 updates, as the direct sweep's rate showed). They are ratios: a
-/// faster or slower machine changes only the measured rate.
-const SIEVE_WEIGHTS: [f64; 5] = [0.0, 4.0, 4.5, 2.0, 7.0];
-/// Per-number cost of the trial-division algorithms outside the division loop, in divisions.
+/// updates, direct updates, divisions, window updates. Fitted (`examples/fit_cost_model.rs`:
+/// on-CPU time, one thread, best of seven per magnitude, 10^4..3 * 10^12) on an AMD EPYC (Zen 4)
+/// VM shared with other builds, after the divisors past the segment length moved from buckets
+/// to windows below 2^40: within 13% of measured from 10^5 to 10^13 (20% at 10^4) in a noisy
+/// run. A number's set-up and read-out (the wheel's tables, vectorised, 4 bytes a number) fit
+/// as free next to its ~6 or more updates; a visit costs ~4 updates; a window update ~1 (the
+/// same loop as a small one, its misses to L3 overlapped); a bucketed update ~6.7 (its 8-byte
+/// entry goes out to and back from the bucket pool). Direct updates and divisions only matter
+/// past ~7 * 10^13, outside the fit; their weights are estimates (a division ~ 7 updates, as
+/// the direct sweep's rate showed). They are ratios: a faster or slower machine changes only the
+/// measured rate.
+const SIEVE_WEIGHTS: [f64; 6] = [0.0, 4.1, 6.7, 2.0, 7.0, 0.9];
 const TRIAL_PER_NUMBER: f64 = 4.0;
 const NAIVE_PER_NUMBER: f64 = 4.0;
 
@@ -143,7 +146,10 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
         .map(|&d| pair_updates(lo, hi, d - 1, d))
         .sum();
     let small_hits = (pair_updates(lo, hi, 1, bands.small_top) - wheel_hits).max(0.0);
-    let bucket_hits = pair_updates(lo, hi, bands.small_top, bands.bucket_top);
+    let window_hits = pair_updates(lo, hi, bands.small_top, bands.window_top);
+    let bucket_hits = pair_updates(lo, hi, bands.window_top, bands.bucket_top);
+    let window_len = (1u64 << bands.log2_window_len).min(block_len) as f64;
+    let window_top = mean_root.min(bands.window_top as f64);
     let direct_hits = pair_updates(lo, hi, bands.bucket_top, max_divisor);
     let direct_divisors = max_divisor.saturating_sub(bands.bucket_top) as f64;
     SieveWork {
@@ -152,8 +158,10 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
         // Tiny divisors visit every L1-sized piece, the other small ones every segment.
         visits: numbers * (tiny_top.saturating_sub(1) as usize - wheel_divisors.len()) as f64
             / bands.tiny_piece_len as f64
-            + segments * (small_top - tiny_top as f64).max(0.0),
+            + segments * (small_top - tiny_top as f64).max(0.0)
+            + numbers / window_len * (window_top - bands.small_top as f64).max(0.0),
         bucket_hits,
+        window_hits,
         direct_hits,
         // A block's set-up: one division for each of its small and bucketed divisors.
         divisions: blocks * mean_root.min(bands.bucket_top as f64) + segments * direct_divisors,
@@ -163,11 +171,13 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
 impl SieveWork {
     /// The work in small-divisor updates.
     pub fn ops(&self) -> f64 {
-        let [per_number, per_visit, per_bucket_hit, per_direct_hit, per_division] = SIEVE_WEIGHTS;
+        let [per_number, per_visit, per_bucket_hit, per_direct_hit, per_division, per_window_hit] =
+            SIEVE_WEIGHTS;
         self.small_hits
             + per_number * self.numbers
             + per_visit * self.visits
             + per_bucket_hit * self.bucket_hits
+            + per_window_hit * self.window_hits
             + per_direct_hit * self.direct_hits
             + per_division * self.divisions
     }
@@ -253,8 +263,13 @@ pub fn measure_ops_per_second(algorithm: Algorithm, threads: usize) -> u64 {
 pub fn sieve_bands_summary(lo: u64, hi: u64) -> String {
     let bands = Bands::new(lo, hi.min(lo.saturating_add(sieve::MAX_BLOCK_LEN)));
     format!(
-        "divisors up to {}: small to {}, bucketed to {}, segments of 2^{}",
-        bands.max_divisor, bands.small_top, bands.bucket_top, bands.log2_segment_len
+        "divisors up to {}: small to {}, windowed to {}, bucketed to {}, segments of 2^{}, windows of 2^{}",
+        bands.max_divisor,
+        bands.small_top,
+        bands.window_top,
+        bands.bucket_top,
+        bands.log2_segment_len,
+        bands.log2_window_len
     )
 }
 

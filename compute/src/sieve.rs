@@ -36,6 +36,12 @@ pub(crate) const LOG2_SEGMENT_LEN: u32 = 15;
 /// small band's u32 cofactors the other half (2^16 measured no faster and runs ~6% more
 /// instructions near 10^12; 2^18 would not fit).
 pub(crate) const LOG2_COMPACT_SEGMENT_LEN: u32 = 17;
+/// log2 of the window length with u32 sums: 2^20 of them are 4 MiB, in L3. The divisors past
+/// the segment length (up to 2^20, all of them below 2^40) hit a window instead of waiting in
+/// buckets: a read-modify-write in L3 costs less than an 8-byte bucket entry out to the pool and
+/// back per hit, as measured near 10^12 (all divisors on 2^20-number segments ran 1.08 times the
+/// bucketed 2^17 ones; see docs/design.md).
+pub(crate) const LOG2_COMPACT_WINDOW_LEN: u32 = 20;
 /// The segment length when some divisors are sieved directly: a division per divisor per
 /// segment makes longer segments worth their cache misses.
 pub(crate) const LOG2_WIDE_SEGMENT_LEN: u32 = 20;
@@ -78,6 +84,9 @@ pub(crate) struct Layout {
     pub log2_segment_len: u32,
     /// The tiny divisors sweep a full segment in pieces this long.
     pub tiny_piece_len: u64,
+    /// log2 of the window length: divisors past the segment length and up to the window length
+    /// sweep whole windows of segments (equal to the segment length: no such band).
+    pub log2_window_len: u32,
 }
 
 impl Layout {
@@ -85,12 +94,14 @@ impl Layout {
     pub const NARROW: Layout = Layout {
         log2_segment_len: LOG2_SEGMENT_LEN,
         tiny_piece_len: TINY_SEGMENT_LEN,
+        log2_window_len: LOG2_SEGMENT_LEN,
     };
     /// u32 sums, for blocks ending at or below [`COMPACT_SUMS_UP_TO`]: 512 KiB segments (half
-    /// this L2), 16 KiB pieces.
+    /// this L2), 16 KiB pieces, 4 MiB windows.
     pub const COMPACT: Layout = Layout {
         log2_segment_len: LOG2_COMPACT_SEGMENT_LEN,
         tiny_piece_len: TINY_SEGMENT_LEN,
+        log2_window_len: LOG2_COMPACT_WINDOW_LEN,
     };
 
     /// The layout of the blocks ending at `end`.
@@ -124,12 +135,16 @@ pub(crate) struct Bands {
     pub max_divisor: u64,
     /// Small divisors are 2..=small_top.
     pub small_top: u64,
-    /// Bucketed divisors are small_top+1..=bucket_top; direct ones bucket_top+1..=max_divisor.
+    /// Window divisors are small_top+1..=window_top.
+    pub window_top: u64,
+    /// Bucketed divisors are window_top+1..=bucket_top; direct ones bucket_top+1..=max_divisor.
     pub bucket_top: u64,
     /// log2 of the segment length.
     pub log2_segment_len: u32,
     /// The tiny divisors' piece length.
     pub tiny_piece_len: u64,
+    /// log2 of the window length (see [`Layout`]).
+    pub log2_window_len: u32,
 }
 
 impl Bands {
@@ -149,10 +164,23 @@ impl Bands {
         let narrow = Bands {
             max_divisor,
             small_top,
+            window_top: small_top,
             bucket_top: small_top,
             log2_segment_len: layout.log2_segment_len,
             tiny_piece_len: layout.tiny_piece_len,
+            log2_window_len: layout.log2_segment_len,
         };
+        if layout.log2_window_len > layout.log2_segment_len {
+            // Every divisor past the segment length sweeps windows: below 2^40 they all fit
+            // (max_divisor <= 2^20); any beyond would be sieved directly.
+            let window_top = max_divisor.min(1 << layout.log2_window_len);
+            return Bands {
+                window_top,
+                bucket_top: window_top,
+                log2_window_len: layout.log2_window_len,
+                ..narrow
+            };
+        }
         // A block of one segment would set each bucketed divisor up only to use it once; the
         // direct sweep does the same work without the buckets' memory.
         if max_divisor == small_top || len <= 1 << layout.log2_segment_len {
@@ -175,9 +203,11 @@ impl Bands {
         Bands {
             max_divisor,
             small_top,
+            window_top: small_top,
             bucket_top,
             log2_segment_len: LOG2_WIDE_SEGMENT_LEN,
             tiny_piece_len: TINY_SEGMENT_LEN,
+            log2_window_len: LOG2_WIDE_SEGMENT_LEN,
         }
     }
 }
@@ -207,6 +237,8 @@ pub(crate) trait Accumulator: Copy + Default + 'static {
     fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<Self::Cofactor>;
     /// The wheel's per-block state for these sums.
     fn wheel_fill(workspace: &mut SieveWorkspace) -> &mut WheelFill<Self>;
+    /// The window band's state for these sums.
+    fn window_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<Self::Cofactor>;
 }
 
 /// s(n) mod 2^32, for blocks ending at or below [`COMPACT_SUMS_UP_TO`]: `low_bits` is only
@@ -214,6 +246,10 @@ pub(crate) trait Accumulator: Copy + Default + 'static {
 /// checksum comes from [`checksum_in_closed_form`].
 impl Accumulator for u32 {
     const ONE: u32 = 1;
+    #[inline(always)]
+    fn window_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u32> {
+        &mut workspace.window_compact
+    }
     #[inline(always)]
     fn wheel_fill(workspace: &mut SieveWorkspace) -> &mut WheelFill<u32> {
         &mut workspace.wheel_compact
@@ -253,6 +289,10 @@ impl Accumulator for u32 {
 impl Accumulator for u64 {
     const ONE: u64 = 1;
     #[inline(always)]
+    fn window_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u64> {
+        &mut workspace.window_wide
+    }
+    #[inline(always)]
     fn wheel_fill(workspace: &mut SieveWorkspace) -> &mut WheelFill<u64> {
         &mut workspace.wheel_narrow
     }
@@ -289,6 +329,10 @@ impl Accumulator for u64 {
 
 impl Accumulator for u128 {
     const ONE: u128 = 1;
+    #[inline(always)]
+    fn window_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u64> {
+        &mut workspace.window_wide
+    }
     #[inline(always)]
     fn wheel_fill(workspace: &mut SieveWorkspace) -> &mut WheelFill<u128> {
         &mut workspace.wheel_wide
@@ -908,6 +952,8 @@ pub(crate) struct SieveWorkspace {
     wheel_wide: WheelFill<u128>,
     small: SmallDivisors<u64>,
     small_compact: SmallDivisors<u32>,
+    window_compact: SmallDivisors<u32>,
+    window_wide: SmallDivisors<u64>,
     buckets: Buckets,
 }
 
@@ -1020,18 +1066,22 @@ impl SieveWorkspace {
         let args = (start, end, &bands, stop, on_progress, tally, sums_of);
         // Every layout [`Bands::with_layout`] makes; the tiny pieces are 2^12 in each.
         const PIECE: usize = TINY_SEGMENT_LEN as usize;
+        const NARROW: usize = 1 << LOG2_SEGMENT_LEN;
+        const COMPACT: usize = 1 << LOG2_COMPACT_SEGMENT_LEN;
+        const COMPACT_WINDOW: usize = 1 << LOG2_COMPACT_WINDOW_LEN;
+        const WIDE: usize = 1 << LOG2_WIDE_SEGMENT_LEN;
         match bands.log2_segment_len {
-            LOG2_SEGMENT_LEN => self.scan_segments::<S, { 1 << LOG2_SEGMENT_LEN }, PIECE>(args),
+            LOG2_SEGMENT_LEN => self.scan_segments::<S, NARROW, NARROW, PIECE>(args),
             LOG2_COMPACT_SEGMENT_LEN => {
-                self.scan_segments::<S, { 1 << LOG2_COMPACT_SEGMENT_LEN }, PIECE>(args)
+                self.scan_segments::<S, COMPACT, COMPACT_WINDOW, PIECE>(args)
             }
-            _ => self.scan_segments::<S, { 1 << LOG2_WIDE_SEGMENT_LEN }, PIECE>(args),
+            _ => self.scan_segments::<S, WIDE, WIDE, PIECE>(args),
         }
     }
 
     /// [`SieveWorkspace::scan_block_with`] for segments `LEN` long.
     #[allow(clippy::type_complexity)]
-    fn scan_segments<S: Accumulator, const LEN: usize, const PIECE: usize>(
+    fn scan_segments<S: Accumulator, const LEN: usize, const WINDOW: usize, const PIECE: usize>(
         &mut self,
         (start, end, bands, stop, on_progress, tally, sums_of): (
             u64,
@@ -1044,6 +1094,8 @@ impl SieveWorkspace {
         ),
     ) {
         debug_assert_eq!(LEN, 1 << bands.log2_segment_len);
+        debug_assert_eq!(WINDOW, 1 << bands.log2_window_len);
+        debug_assert!(WINDOW.is_multiple_of(LEN));
         let full_len = LEN as u64;
         let tiny_top = bands.small_top.min(TINY_DIVISOR_LIMIT);
         debug_assert_eq!(PIECE as u64, bands.tiny_piece_len);
@@ -1060,67 +1112,87 @@ impl SieveWorkspace {
         });
         let mut small = std::mem::take(S::small_band(self));
         small.reset(start, tiny_top + 1, bands.small_top, full_len, |_| false);
-        if !self.buckets.reset(
+        let mut window_band = std::mem::take(S::window_band(self));
+        window_band.reset(
             start,
             bands.small_top + 1,
+            bands.window_top,
+            WINDOW as u64,
+            |_| false,
+        );
+        let mut sums = std::mem::take(sums_of(self));
+        let restore = |workspace: &mut SieveWorkspace, sums, small, window_band, wheel| {
+            *sums_of(workspace) = sums;
+            *S::small_band(workspace) = small;
+            *S::window_band(workspace) = window_band;
+            *S::wheel_fill(workspace) = wheel;
+        };
+        if !self.buckets.reset(
+            start,
+            bands.window_top + 1,
             bands.bucket_top,
             bands.log2_segment_len,
             stop,
         ) {
-            *S::small_band(self) = small;
-            *S::wheel_fill(self) = wheel;
+            restore(self, sums, small, window_band, wheel);
             return;
         }
-        let mut sums = std::mem::take(sums_of(self));
         sums.clear();
-        sums.resize(LEN, S::ONE);
-        let Ok(whole) = <&mut [S; LEN]>::try_from(&mut sums[..]) else {
-            // Unreachable: `sums` was just made LEN long.
-            *sums_of(self) = sums;
-            *S::small_band(self) = small;
-            *S::wheel_fill(self) = wheel;
-            return;
-        };
-
-        let mut first = start;
-        while first < end {
-            let this_len = full_len.min(end - first) as usize;
+        sums.resize(WINDOW, S::ONE);
+        let mut window_first = start;
+        'windows: while window_first < end {
+            let window = &mut sums[..];
+            let window_len = (WINDOW as u64).min(end - window_first) as usize;
             // With the wheel's divisors, or with just the divisor 1 (s(1) = 0: 1 has none).
-            wheel.fill(&mut whole[..this_len]);
-            if first == 1 {
-                whole[0] = S::default();
+            wheel.fill(&mut window[..window_len]);
+            if window_first == 1 {
+                window[0] = S::default();
             }
-            if this_len == LEN {
-                // The tiny divisors hit most often: sweep them over L1-sized pieces.
-                for (piece, piece_first) in
-                    whole.chunks_exact_mut(PIECE).zip((first..).step_by(PIECE))
-                {
-                    if let Ok(piece) = <&mut [S; PIECE]>::try_from(piece) {
-                        self.tiny.sieve_full(piece, piece_first);
+            if WINDOW > LEN {
+                match <&mut [S; WINDOW]>::try_from(&mut *window) {
+                    Ok(whole) if window_len == WINDOW => {
+                        window_band.sieve_full(whole, window_first)
                     }
+                    _ => window_band.sieve_partial(&mut window[..window_len], window_first),
                 }
-                small.sieve_full(whole, first);
-            } else {
-                self.tiny.sieve_partial(&mut whole[..this_len], first);
-                small.sieve_partial(&mut whole[..this_len], first);
             }
-            self.buckets.sieve(whole, this_len, first);
-            let segment = &mut whole[..this_len];
-            if !sieve_directly(segment, first, bands.bucket_top + 1, stop) {
-                break;
+            let mut first = window_first;
+            for whole in window[..window_len.next_multiple_of(LEN)].chunks_exact_mut(LEN) {
+                let Ok(whole) = <&mut [S; LEN]>::try_from(whole) else {
+                    break 'windows;
+                };
+                let this_len = full_len.min(end - first) as usize;
+                if this_len == LEN {
+                    // The tiny divisors hit most often: sweep them over L1-sized pieces.
+                    for (piece, piece_first) in
+                        whole.chunks_exact_mut(PIECE).zip((first..).step_by(PIECE))
+                    {
+                        if let Ok(piece) = <&mut [S; PIECE]>::try_from(piece) {
+                            self.tiny.sieve_full(piece, piece_first);
+                        }
+                    }
+                    small.sieve_full(whole, first);
+                } else {
+                    self.tiny.sieve_partial(&mut whole[..this_len], first);
+                    small.sieve_partial(&mut whole[..this_len], first);
+                }
+                self.buckets.sieve(whole, this_len, first);
+                let segment = &mut whole[..this_len];
+                if !sieve_directly(segment, first, bands.bucket_top + 1, stop) {
+                    break 'windows;
+                }
+                correct_squares(segment, first);
+                read_out(segment, first, tally);
+                first += this_len as u64;
+                tally.done = first;
+                on_progress(first);
+                if first < end && stop.load(Ordering::Relaxed) {
+                    break 'windows;
+                }
             }
-            correct_squares(segment, first);
-            read_out(segment, first, tally);
-            first += this_len as u64;
-            tally.done = first;
-            on_progress(first);
-            if first < end && stop.load(Ordering::Relaxed) {
-                break;
-            }
+            window_first = first;
         }
-        *sums_of(self) = sums;
-        *S::small_band(self) = small;
-        *S::wheel_fill(self) = wheel;
+        restore(self, sums, small, window_band, wheel);
     }
 }
 
@@ -1343,12 +1415,15 @@ mod tests {
                 compact_agrees(start, end);
             }
         }
-        // Bucketed divisors of every group below 2^40 (d up to 2^20, d / 2^17 up to 7).
-        let start = COMPACT_SUMS_UP_TO - 40 * segment;
+        // Window divisors up to 2^40's (2^20), over several windows, the last one partial; and
+        // a block of exactly two windows.
+        let window = 1u64 << Layout::COMPACT.log2_window_len;
+        let start = COMPACT_SUMS_UP_TO - 2 * window - 3 * segment - 11;
         let bands = Bands::new(start, COMPACT_SUMS_UP_TO);
         assert_eq!(bands.log2_segment_len, Layout::COMPACT.log2_segment_len);
-        assert!(bands.bucket_top >> bands.log2_segment_len == 7);
+        assert_eq!(bands.window_top, (1 << 20) - 1);
         compact_agrees(start, COMPACT_SUMS_UP_TO);
+        compact_agrees(1_000_000_000_000, 1_000_000_000_000 + 2 * window);
     }
 
     #[test]
@@ -1613,15 +1688,17 @@ mod tests {
             near_a_trillion.small_top,
             1 << Layout::COMPACT.log2_segment_len
         );
+        assert_eq!(near_a_trillion.window_top, 1_000_049);
         assert_eq!(near_a_trillion.bucket_top, 1_000_049);
         let narrow = Bands::with_layout(1_000_000_000_000, 1_000_100_000_000, Layout::NARROW);
         assert_eq!(narrow.small_top, 1 << LOG2_SEGMENT_LEN);
         assert_eq!(narrow.bucket_top, 1_000_049);
+        assert_eq!(narrow.window_top, 1 << LOG2_SEGMENT_LEN);
         let one_segment = Bands::new(1_000_000_000_000, 1_000_000_000_100);
-        assert_eq!(
-            one_segment.bucket_top,
-            1 << Layout::COMPACT.log2_segment_len
-        );
+        assert_eq!(one_segment.window_top, 1_000_000);
+        let narrow_segment =
+            Bands::with_layout(1_000_000_000_000, 1_000_000_000_100, Layout::NARROW);
+        assert_eq!(narrow_segment.bucket_top, 1 << LOG2_SEGMENT_LEN);
         let past_compact = Bands::new(COMPACT_SUMS_UP_TO, COMPACT_SUMS_UP_TO + (1 << 26));
         assert_eq!(past_compact.log2_segment_len, LOG2_SEGMENT_LEN);
         let near_the_top = Bands::new(u64::MAX - (1 << 22), u64::MAX);
