@@ -171,12 +171,18 @@ impl Bands {
             log2_window_len: layout.log2_segment_len,
         };
         if layout.log2_window_len > layout.log2_segment_len {
-            // Every divisor past the segment length sweeps windows: below 2^40 they all fit
-            // (max_divisor <= 2^20); any beyond would be sieved directly.
+            // The divisors past the segment length sweep windows (below 2^40 they all fit:
+            // max_divisor <= 2^20); any beyond wait in buckets.
             let window_top = max_divisor.min(1 << layout.log2_window_len);
+            let bucket_top =
+                if max_divisor - window_top <= MAX_BUCKET_DIVISORS && cofactors_fit(window_top) {
+                    max_divisor
+                } else {
+                    window_top
+                };
             return Bands {
                 window_top,
-                bucket_top: window_top,
+                bucket_top,
                 log2_window_len: layout.log2_window_len,
                 ..narrow
             };
@@ -1070,11 +1076,11 @@ impl SieveWorkspace {
         const COMPACT: usize = 1 << LOG2_COMPACT_SEGMENT_LEN;
         const COMPACT_WINDOW: usize = 1 << LOG2_COMPACT_WINDOW_LEN;
         const WIDE: usize = 1 << LOG2_WIDE_SEGMENT_LEN;
-        match bands.log2_segment_len {
-            LOG2_SEGMENT_LEN => self.scan_segments::<S, NARROW, NARROW, PIECE>(args),
-            LOG2_COMPACT_SEGMENT_LEN => {
+        match (bands.log2_segment_len, bands.log2_window_len) {
+            (LOG2_COMPACT_SEGMENT_LEN, LOG2_COMPACT_WINDOW_LEN) => {
                 self.scan_segments::<S, COMPACT, COMPACT_WINDOW, PIECE>(args)
             }
+            (LOG2_SEGMENT_LEN, _) => self.scan_segments::<S, NARROW, NARROW, PIECE>(args),
             _ => self.scan_segments::<S, WIDE, WIDE, PIECE>(args),
         }
     }
