@@ -284,6 +284,8 @@ pub(crate) struct BlockPlan {
     pub lo: u64,
     pub hi: u64,
     pub block_len: u64,
+    /// Blocks of `block_len` but the last, which ends at `hi` (up to 1.5 block lengths).
+    blocks: u64,
 }
 
 impl BlockPlan {
@@ -298,17 +300,39 @@ impl BlockPlan {
             Algorithm::Naive | Algorithm::Trial => (1, 1 << 12),
             Algorithm::Sieve => sieve::block_len_bounds(hi),
         };
-        let block_len = balanced.clamp(floor, ceiling).max(1);
-        BlockPlan { lo, hi, block_len }
+        let target = balanced.clamp(floor, ceiling).max(1);
+        // Blocks of at least the target, as equal as can be; the sieve's in whole windows.
+        let even = len.div_ceil((len / target).max(1)).max(1);
+        let (block_len, longest) = match algorithm {
+            Algorithm::Naive | Algorithm::Trial => (even, u64::MAX),
+            Algorithm::Sieve => (sieve::whole_block_len(even, hi), sieve::MAX_BLOCK_LEN),
+        };
+        // A short last block would pay a whole block's set-up for a few numbers: it joins the
+        // one before.
+        let mut blocks = len.div_ceil(block_len).max(1);
+        let tail = len - (blocks - 1) * block_len;
+        if blocks > 1 && tail < block_len / 2 && block_len + tail <= longest {
+            blocks -= 1;
+        }
+        BlockPlan {
+            lo,
+            hi,
+            block_len,
+            blocks,
+        }
     }
 
     pub fn blocks(&self) -> u64 {
-        (self.hi - self.lo).div_ceil(self.block_len)
+        self.blocks
     }
 
     pub fn bounds(&self, index: u64) -> (u64, u64) {
         let start = self.lo + index * self.block_len;
-        (start, self.hi.min(start.saturating_add(self.block_len)))
+        if index + 1 >= self.blocks {
+            (start, self.hi)
+        } else {
+            (start, start + self.block_len)
+        }
     }
 }
 
@@ -444,6 +468,46 @@ pub fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sieve_blocks_are_whole_windows_with_no_short_tail() {
+        let window = 1u64 << 20;
+        let lo = 1_000_000_000_000;
+        // A production-length range is one block, not one block and a sliver.
+        let one = BlockPlan::new(Algorithm::Sieve, lo, lo + (1 << 25), 1);
+        assert_eq!(one.blocks(), 1);
+        for (len, threads) in [
+            (10u64 << 25, 1),
+            (10 << 25, 2),
+            ((7 << 25) + 12_345, 2),
+            (1_000_000_000, 2),
+            (33 << 20, 1),
+        ] {
+            let plan = BlockPlan::new(Algorithm::Sieve, lo, lo + len, threads);
+            let (floor, _) = sieve::block_len_bounds(lo + len);
+            assert!(plan.block_len.is_multiple_of(window), "{len}");
+            assert!(plan.block_len >= floor, "{len}");
+            let (start, end) = plan.bounds(plan.blocks() - 1);
+            assert_eq!(end, lo + len);
+            assert!(
+                end - start >= plan.block_len / 2,
+                "{len}: tail {}",
+                end - start
+            );
+            assert!(
+                end - start <= plan.block_len * 3 / 2,
+                "{len}: tail {}",
+                end - start
+            );
+            if plan.blocks() >= 2 {
+                let (_, before_last) = plan.bounds(plan.blocks() - 2);
+                assert_eq!(before_last, start);
+            }
+        }
+        // Below a window, blocks stay short enough for every thread to get some.
+        let small = BlockPlan::new(Algorithm::Sieve, 1_000_000, 2_000_000, 2);
+        assert!(small.blocks() >= 2);
+    }
 
     #[test]
     fn isqrt_is_exact_at_the_edges() {

@@ -128,6 +128,19 @@ pub(crate) fn block_len_bounds(hi: u64) -> (u64, u64) {
     (floor, ceiling)
 }
 
+/// `len` rounded up to whole windows (or, below one window, whole segments) of the blocks
+/// ending near `hi`: a partial window or segment is swept by the slower partial loops.
+pub(crate) fn whole_block_len(len: u64, hi: u64) -> u64 {
+    let layout = Layout::for_end(hi);
+    let window = 1 << layout.log2_window_len;
+    let unit = if len >= window {
+        window
+    } else {
+        1 << layout.log2_segment_len
+    };
+    len.next_multiple_of(unit).min(MAX_BLOCK_LEN)
+}
+
 /// The bands of divisors a block uses; shared with the cost model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Bands {
