@@ -53,16 +53,16 @@ pub struct SieveWork {
 /// Weights of the sieve's kinds of work, in small-divisor updates: numbers, visits, bucketed
 /// updates, direct updates, divisions, window updates. Fitted (`examples/fit_cost_model.rs`:
 /// on-CPU time, one thread, best of seven per magnitude, 10^4..3 * 10^12) on an AMD EPYC (Zen 4)
-/// VM shared with other builds, after the divisors past the segment length moved from buckets
-/// to windows below 2^40: within 13% of measured from 10^5 to 10^13 (20% at 10^4) in a noisy
-/// run. A number's set-up and read-out (the wheel's tables, vectorised, 4 bytes a number) fit
-/// as free next to its ~6 or more updates; a visit costs ~4 updates; a window update ~1 (the
-/// same loop as a small one, its misses to L3 overlapped); a bucketed update ~6.7 (its 8-byte
-/// entry goes out to and back from the bucket pool). Direct updates and divisions only matter
-/// past ~7 * 10^13, outside the fit; their weights are estimates (a division ~ 7 updates, as
-/// the direct sweep's rate showed). They are ratios: a faster or slower machine changes only the
-/// measured rate.
-const SIEVE_WEIGHTS: [f64; 6] = [0.0, 4.1, 6.7, 2.0, 7.0, 0.9];
+/// VM shared with other builds, in a quiet spell, with the wheel, 2^20-number windows below
+/// 2^40 and blocks of whole windows: within 2.3% of measured from 10^4 to 3 * 10^12, 6.3%
+/// optimistic near 10^13 (where the bucket pool spills out of the shared L3). A number's set-up
+/// and read-out (the wheel's tables, vectorised, 4 bytes a number) fit as free next to its ~6
+/// or more updates; a visit costs ~2.3 updates; a window update ~2.1 (the small band's loop,
+/// but a read-modify-write in L3); a bucketed update ~4.9 (its 8-byte entry goes out to and
+/// back from the bucket pool). Direct updates and divisions only matter past ~7 * 10^13,
+/// outside the fit; their weights are estimates (a division ~ 7 updates, as the direct sweep's
+/// rate showed). They are ratios: a faster or slower machine changes only the measured rate.
+const SIEVE_WEIGHTS: [f64; 6] = [0.0, 2.32, 4.89, 2.0, 7.0, 2.11];
 const TRIAL_PER_NUMBER: f64 = 4.0;
 const NAIVE_PER_NUMBER: f64 = 4.0;
 
