@@ -540,7 +540,7 @@ impl<C: Cofactor> SmallDivisors<C> {
     }
 }
 
-/// The wheel's period: 2520 = lcm(1..=10). Its divisors up to [`TINY_DIVISOR_LIMIT`] (41 of
+/// The wheel's period: 2520 = lcm(1..=10). Its divisors up to [`TINY_DIVISOR_LIMIT`] (45 of
 /// them, 2..=840) make 2.7 of the tiny band's 6.5 hits per number, and their pairs repeat
 /// with the period: see [`Wheel`].
 pub(crate) const WHEEL_PERIOD: u64 = 2520;

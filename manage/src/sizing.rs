@@ -270,7 +270,21 @@ pub fn range_len(cost: impl Fn(u64, u64) -> f64, lo: u64, max_len: u64, budget_o
             (scale * 0.998).clamp(1.0 / 1024.0, 0.5)
         };
         // `as` saturates, and NaN becomes 0, which the clamp lifts.
-        probe = ((probe as f64 * scale) as u64).clamp(good + 1, bad - 1);
+        let proportional = ((probe as f64 * scale) as u64).clamp(good + 1, bad - 1);
+        // Once both ends are real, the line through them: a cost with a fixed part (a block's
+        // set-up, which dwarfs short ranges far up) is far from proportional, but nearly
+        // affine. Kept within [2 good, bad / 2] (or between them when they cross), so that a
+        // step still doubles good or halves bad, or ends the bracketing.
+        probe = if good > 0 && bad_ops.is_finite() && bad_ops > good_ops {
+            let share = (budget_ops - good_ops) / (bad_ops - good_ops);
+            let estimate = good as f64 + share * (bad - good) as f64 * 1.002;
+            let (a, b) = (good.saturating_mul(2), bad / 2);
+            (estimate as u64)
+                .clamp(a.min(b), a.max(b))
+                .clamp(good + 1, bad - 1)
+        } else {
+            proportional
+        };
         ops = ops_of(probe);
         if ops <= budget_ops {
             (good, good_ops) = (probe, ops);
@@ -279,7 +293,8 @@ pub fn range_len(cost: impl Fn(u64, u64) -> f64, lo: u64, max_len: u64, budget_o
         }
     }
     // Then the secant, which is accurate over a factor of 2, each probe a hair past its estimate
-    // towards the end that did not move last; a step that does not halve the bracket is
+    // towards the end that the last secant step did not move (a bisection in between says
+    // nothing about which side the secant falls on); a step that does not halve the bracket is
     // followed by a bisection.
     let mut bisect_next = false;
     let mut good_moved_last = true;
@@ -299,9 +314,13 @@ pub fn range_len(cost: impl Fn(u64, u64) -> f64, lo: u64, max_len: u64, budget_o
             // `as` saturates, and NaN becomes 0, which the clamp lifts.
             (aimed as u64).clamp(good + 1, bad - 1)
         };
+        let secant = !bisect_next && bad_ops.is_finite() && bad_ops > good_ops;
         let ops = ops_of(probe);
-        good_moved_last = ops <= budget_ops;
-        if good_moved_last {
+        let good_moved = ops <= budget_ops;
+        if secant {
+            good_moved_last = good_moved;
+        }
+        if good_moved {
             (good, good_ops) = (probe, ops);
         } else {
             (bad, bad_ops) = (probe, ops);
