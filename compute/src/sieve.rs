@@ -247,9 +247,12 @@ pub(crate) trait Accumulator: Copy + Default + 'static {
     /// [`Wheel`]): not u128 ones, where the tables' values could pass u64.
     const WHEEL: bool = true;
     /// `value` as a sum (mod 2^32 for u32 sums).
-    fn of(value: u64) -> Self;
-    /// The sum of two sums (wrapping for u32 sums).
-    fn plus(self, other: Self) -> Self;
+    #[inline(always)]
+    fn of(value: u64) -> Self {
+        let mut sum = Self::default();
+        sum.add(value);
+        sum
+    }
     /// How the small band (past the tiny one) stores its cofactors with these sums.
     type Cofactor: Cofactor;
     /// The small band's state for these sums.
@@ -272,14 +275,6 @@ impl Accumulator for u32 {
     #[inline(always)]
     fn wheel_fill(workspace: &mut SieveWorkspace) -> &mut WheelFill<u32> {
         &mut workspace.wheel_compact
-    }
-    #[inline(always)]
-    fn of(value: u64) -> u32 {
-        value as u32
-    }
-    #[inline(always)]
-    fn plus(self, other: u32) -> u32 {
-        self.wrapping_add(other)
     }
     type Cofactor = u32;
     #[inline(always)]
@@ -315,14 +310,6 @@ impl Accumulator for u64 {
     fn wheel_fill(workspace: &mut SieveWorkspace) -> &mut WheelFill<u64> {
         &mut workspace.wheel_narrow
     }
-    #[inline(always)]
-    fn of(value: u64) -> u64 {
-        value
-    }
-    #[inline(always)]
-    fn plus(self, other: u64) -> u64 {
-        self.wrapping_add(other)
-    }
     type Cofactor = u64;
     #[inline(always)]
     fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u64> {
@@ -357,14 +344,6 @@ impl Accumulator for u128 {
         &mut workspace.wheel_wide
     }
     const WHEEL: bool = false;
-    #[inline(always)]
-    fn of(value: u64) -> u128 {
-        u128::from(value)
-    }
-    #[inline(always)]
-    fn plus(self, other: u128) -> u128 {
-        self + other
-    }
     type Cofactor = u64;
     #[inline(always)]
     fn small_band(workspace: &mut SieveWorkspace) -> &mut SmallDivisors<u64> {
@@ -637,7 +616,8 @@ impl<S: Accumulator> WheelFill<S> {
             let advance = &self.advance[self.cursor..self.cursor + run];
             for ((sum, next), &advance) in head.iter_mut().zip(next.iter_mut()).zip(advance) {
                 *sum = *next;
-                *next = next.plus(advance);
+                // The steps are below 2^64, so low_bits is each one whole.
+                next.add(advance.low_bits());
             }
             self.cursor = (self.cursor + run) % period;
             rest = tail;
