@@ -5,13 +5,16 @@
 //! pair (d, n / d). A square d * d got 2d and is corrected to d afterwards. So every proper
 //! divisor of every n is enumerated and summed, a few memory updates per number.
 //!
-//! The block is swept in cache-sized segments. Divisors are handled in four bands:
+//! The block is swept in cache-sized segments. Divisors are handled in five bands:
 //! * the wheel (the divisors of [`WHEEL_PERIOD`] up to [`TINY_DIVISOR_LIMIT`], whose square is
 //!   below the block's start): their pairs repeat with the period but for a term that grows
 //!   linearly, so each segment starts from a table instead of 2.7 scattered updates a number.
 //! * small (d up to the segment length): each keeps its next multiple and its next k across
-//!   segments and hits a segment many times; no division after the block's start.
-//! * bucketed (up to [`MAX_BUCKET_DIVISORS`] more): each hits a segment at most once and
+//!   segments and hits a segment many times; no division after the block's start. The tiny
+//!   ones among them (up to [`TINY_DIVISOR_LIMIT`]) sweep L1-sized pieces of the segment.
+//! * window (below 2^40, d up to [`LOG2_COMPACT_WINDOW_LEN`]'s 2^20): the same per-divisor
+//!   state, but swept over a window of several segments (4 MiB, in L3), hitting it a few times.
+//! * bucketed (up to [`MAX_BUCKET_DIVISORS`] more, above 2^40): each hits a segment at most once and
 //!   usually not at all, so each waits in the bucket of the segment of its next multiple and is
 //!   touched only when it hits. Buckets are kept per group of divisors with the same
 //!   d / segment length (see [`GROUPS`]), so that a group's sweep writes to two buckets only.
@@ -39,8 +42,8 @@ pub(crate) const LOG2_COMPACT_SEGMENT_LEN: u32 = 17;
 /// log2 of the window length with u32 sums: 2^20 of them are 4 MiB, in L3. The divisors past
 /// the segment length (up to 2^20, all of them below 2^40) hit a window instead of waiting in
 /// buckets: a read-modify-write in L3 costs less than an 8-byte bucket entry out to the pool and
-/// back per hit, as measured near 10^12 (all divisors on 2^20-number segments ran 1.08 times the
-/// bucketed 2^17 ones; see docs/design.md).
+/// back per hit, as measured near 10^12 (all divisors on 2^20-number segments already ran 1.08
+/// times the bucketed 2^17 ones; with the small ones kept on 2^17 segments, 1.17).
 pub(crate) const LOG2_COMPACT_WINDOW_LEN: u32 = 20;
 /// The segment length when some divisors are sieved directly: a division per divisor per
 /// segment makes longer segments worth their cache misses.
