@@ -4,7 +4,9 @@
 //! is one). Criterion does not compare benchmarks with each other, so after the groups a
 //! summary times each variant again (best of three, in this run) and prints numbers/s, the
 //! ratios between algorithms, and the cost model's predicted seconds against measured ones (wall
-//! clock, and on-CPU time against an on-CPU timing loop).
+//! clock, and on-CPU time against an on-CPU timing loop). Before, between and after, it prints
+//! how contended the shared cache is ([`compute::bench::shared_cache_rate`]): on a shared
+//! machine the sieve's figures near 10^12 move with it.
 //!
 //! `cargo bench -p compute` (under two minutes).
 
@@ -33,7 +35,16 @@ fn range_len(algorithm: Algorithm, lo: u64) -> Option<u64> {
     }
 }
 
+/// The shared cache's state at this point of the run (see [`bench::shared_cache_rate`]).
+fn print_shared_cache(when: &str) {
+    println!(
+        "shared cache {when}: {:.0} M random updates/s over 8 MiB",
+        bench::shared_cache_rate()
+    );
+}
+
 fn kernel(c: &mut Criterion) {
+    print_shared_cache("before the groups");
     let never = AtomicBool::new(false);
     for lo in MAGNITUDES {
         let mut group = c.benchmark_group(format!("near {}", magnitude_name(lo)));
@@ -71,6 +82,7 @@ fn kernel(c: &mut Criterion) {
         })
     });
     group.finish();
+    print_shared_cache("after the groups");
 }
 
 /// Best of three timings of the benchmark's range, made longer so each takes ~0.2 s or more.
@@ -174,6 +186,7 @@ fn summary() {
             measured.push(m);
         }
     }
+    print_shared_cache("after the summary's runs");
     println!("ratios (numbers/s):");
     for lo in MAGNITUDES {
         let rate_of = |algorithm: Algorithm| {
