@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use crate::{cost, scan, Algorithm};
+use crate::{cost, scan, sieve, Algorithm};
 
 /// The magnitudes every report covers.
 pub const MAGNITUDES: [u64; 3] = [1_000_000, 1_000_000_000, 1_000_000_000_000];
@@ -122,12 +122,18 @@ pub fn thread_cpu_seconds() -> Option<f64> {
     Some(nanoseconds as f64 * 1e-9)
 }
 
-/// The smallest useful range for `algorithm` with `threads` threads: enough numbers that every
-/// thread gets a block.
-fn starting_length(algorithm: Algorithm, threads: usize) -> u64 {
+/// The smallest useful range for `algorithm` with `threads` threads near `lo`: enough numbers
+/// that every thread gets blocks. A sieve block holds at least 32 numbers per divisor (32
+/// million near 10^12), so a shorter range there would leave all but one thread idle and
+/// report the all-threads rate as one thread's; four blocks a thread let them finish together.
+fn starting_length(algorithm: Algorithm, lo: u64, threads: usize) -> u64 {
     match algorithm {
         Algorithm::Naive | Algorithm::Trial => threads as u64,
-        Algorithm::Sieve => 1 << 16,
+        Algorithm::Sieve if threads == 1 => 1 << 16,
+        Algorithm::Sieve => {
+            let (shortest_block, _) = sieve::block_len_bounds(lo.saturating_add(1 << 26));
+            shortest_block.saturating_mul(4 * threads as u64)
+        }
     }
 }
 
@@ -135,7 +141,7 @@ fn starting_length(algorithm: Algorithm, threads: usize) -> u64 {
 /// and returns that last run. The run before it took at least half as long, so the whole costs
 /// about twice `min_seconds`.
 pub fn measure(algorithm: Algorithm, lo: u64, threads: usize, min_seconds: f64) -> Measurement {
-    let mut numbers = starting_length(algorithm, threads);
+    let mut numbers = starting_length(algorithm, lo, threads);
     loop {
         let measurement = time_scan(algorithm, lo, numbers, threads);
         if measurement.seconds >= min_seconds || numbers > u64::MAX / 4 {
@@ -347,6 +353,21 @@ fn predicted_seconds(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_thread_gets_blocks_of_a_measured_range() {
+        for lo in MAGNITUDES {
+            for threads in [2, 3, 16] {
+                let len = starting_length(Algorithm::Sieve, lo, threads);
+                let plan = crate::kernel::BlockPlan::new(Algorithm::Sieve, lo, lo + len, threads);
+                assert!(
+                    plan.blocks() >= 2 * threads as u64,
+                    "near {lo}, {threads} threads: {len} numbers make {} blocks",
+                    plan.blocks()
+                );
+            }
+        }
+    }
 
     #[test]
     fn shared_cache_rate_is_a_plausible_rate() {
