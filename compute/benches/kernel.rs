@@ -8,7 +8,7 @@
 //! how contended the shared cache is ([`compute::bench::shared_cache_rate`]): on a shared
 //! machine the sieve's figures near 10^12 move with it.
 //!
-//! `cargo bench -p compute` (under two minutes).
+//! `cargo bench -p compute --bench kernel` (about four minutes).
 
 use std::hint::black_box;
 use std::sync::atomic::AtomicBool;
@@ -28,10 +28,12 @@ fn range_len(algorithm: Algorithm, lo: u64) -> Option<u64> {
         (Algorithm::Trial, _) => Some(8),
         (Algorithm::Sieve, 1_000_000) => Some(1 << 20),
         (Algorithm::Sieve, 1_000_000_000) => Some(1 << 20),
-        // Near 10^12 one block of the length a lease's scan uses there (32 numbers per divisor,
-        // ~2^25): a block's set-up (a division or three per divisor, ~10^6 divisors) is then the
-        // few percent it is in real work, not the fifth it would be in 2^22 numbers.
-        (Algorithm::Sieve, _) => Some(1 << 25),
+        // Near 10^12 blocks of the length a lease's scan uses there: a 15 s lease is over a
+        // billion numbers, cut into blocks of about 2^26 (`BlockPlan`'s ceiling), and so is a
+        // one-thread scan of 2^28 (a scan cuts a range into at least four blocks a thread). A
+        // block's set-up (a division or three per divisor, ~10^6 divisors) is then the percent or
+        // so it is in real work, not the fifth it would be in 2^22 numbers.
+        (Algorithm::Sieve, _) => Some(1 << 28),
     }
 }
 

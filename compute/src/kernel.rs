@@ -476,6 +476,13 @@ mod tests {
         // A production-length range is one block, not one block and a sliver.
         let one = BlockPlan::new(Algorithm::Sieve, lo, lo + (1 << 25), 1);
         assert_eq!(one.blocks(), 1);
+        // A lease's range there (15 s at ~100 M/s a thread) is cut into blocks of about 2^26,
+        // as is the kernel bench's one-thread scan of 2^28 numbers.
+        for (len, threads) in [(1_500_000_000, 1), (1_500_000_000, 2), (1 << 28, 1)] {
+            let plan = BlockPlan::new(Algorithm::Sieve, lo, lo + len, threads);
+            let ratio = plan.block_len as f64 / (1u64 << 26) as f64;
+            assert!((1.0..1.1).contains(&ratio), "{len}, {threads} threads: {ratio}");
+        }
         for (len, threads) in [
             (10u64 << 25, 1),
             (10 << 25, 2),
