@@ -8,7 +8,7 @@
 //! how contended the shared cache is ([`compute::bench::shared_cache_rate`]): on a shared
 //! machine the sieve's figures near 10^12 move with it.
 //!
-//! `cargo bench -p compute --bench kernel` (about four minutes).
+//! `cargo bench -p compute --bench kernel` (about two minutes).
 
 use std::hint::black_box;
 use std::sync::atomic::AtomicBool;
