@@ -481,7 +481,10 @@ mod tests {
         for (len, threads) in [(1_500_000_000, 1), (1_500_000_000, 2), (1 << 28, 1)] {
             let plan = BlockPlan::new(Algorithm::Sieve, lo, lo + len, threads);
             let ratio = plan.block_len as f64 / (1u64 << 26) as f64;
-            assert!((1.0..1.1).contains(&ratio), "{len}, {threads} threads: {ratio}");
+            assert!(
+                (1.0..1.1).contains(&ratio),
+                "{len}, {threads} threads: {ratio}"
+            );
         }
         for (len, threads) in [
             (10u64 << 25, 1),
