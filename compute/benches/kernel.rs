@@ -6,7 +6,7 @@
 //! ratios between algorithms, and the cost model's predicted seconds against measured ones (wall
 //! clock, and on-CPU time against an on-CPU timing loop). Before, between and after, it prints
 //! how contended the shared cache is ([`compute::bench::shared_cache_rate`]): on a shared
-//! machine the sieve's figures near 10^12 move with it.
+//! machine the sieve's figures near 10^12 depend on it.
 //!
 //! `cargo bench -p compute --bench kernel` (about two minutes).
 

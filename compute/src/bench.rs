@@ -89,9 +89,9 @@ pub fn ops_per_cpu_second(algorithm: Algorithm) -> Option<f64> {
 }
 
 /// Random read-modify-writes per second (millions) over 8 MiB, a quarter of this machine's
-/// L3, on the calling thread: how contended the shared cache is at the moment. On a shared VM
-/// the sieve's rate near 10^12 moves with this figure (its window band updates a 4 MiB window
-/// in L3), so a benchmark prints it beside the rates it measures.
+/// L3, on the calling thread: how contended the shared cache is at the moment. The sieve's
+/// window band updates a 4 MiB window in L3, so on a shared VM its rate near 10^12 depends on
+/// the neighbours' use of it; a benchmark prints this beside the rates it measures.
 pub fn shared_cache_rate() -> f64 {
     const WORDS: usize = 1 << 21;
     const UPDATES: u32 = 1 << 24;

@@ -473,7 +473,7 @@ mod tests {
     fn sieve_blocks_are_whole_windows_with_no_short_tail() {
         let window = 1u64 << 20;
         let lo = 1_000_000_000_000;
-        // A production-length range is one block, not one block and a sliver.
+        // A range one block long (2^25, the floor there) is one block, not one and a sliver.
         let one = BlockPlan::new(Algorithm::Sieve, lo, lo + (1 << 25), 1);
         assert_eq!(one.blocks(), 1);
         // A lease's range there (15 s at ~100 M/s a thread) is cut into blocks of about 2^26,
