@@ -20,7 +20,10 @@
 //! the same generator against a server that only answers (no state, disk or log; see
 //! `baseline_server`), which is what this machine's loopback and the generator allow; `fsync`:
 //! the latency of the disk's fsync, which every durable commit waits for (its tail bounds the
-//! p99 any durable server can reach here).
+//! p99 any durable server can reach here); `burst-128` and `burst`: `LOAD_BURST` connections
+//! (default 10,000) opened back to back against manage with a listen backlog of 128 (std's and
+//! mio's) and with its default (the connection cap, within the kernel's somaxconn): the time and
+//! the connects slower than 500 ms (each waited for a SYN retransmission).
 //!
 //! Environment: `LOAD_SECONDS` (measured window per scenario, default 6), `LOAD_SCENARIOS` (comma
 //! list of the scenarios above and `idle`; default all), `LOAD_THREADS`
@@ -52,9 +55,9 @@ use xmlwire::{Limits, Reader, XmlStr};
 const TICKS_PER_SECOND: f64 = 100.0;
 /// Load starts this long before the measured window, so connections and caches are warm.
 const WARMUP: Duration = Duration::from_secs(1);
-/// How many hellos are in flight at once while computes join (manage commits them in groups).
-/// Below manage's listen backlog, which is 128 (`ss -ltn`): a burst beyond it while manage sits
-/// in an fsync overflows the accept queue, and each dropped SYN costs its client a 1 s retry.
+/// How many hellos are in flight at once while computes join (manage commits them in groups):
+/// enough to keep manage busy, few enough that joining does not measure the accept queue (the
+/// `burst` scenarios do that).
 const JOIN_BATCH: usize = 64;
 /// Descriptors the generator and manage need beside the computes' connections.
 const SPARE_DESCRIPTORS: u64 = 256;
@@ -913,6 +916,50 @@ fn idle(computes: usize) {
     drop(work_only);
 }
 
+/// Opens `count` connections back to back, as the computes of a large cluster do when manage
+/// restarts, against a manage whose listen backlog is `backlog` (its default when `None`), and
+/// prints how long the burst took and how many connects waited for a SYN retransmission (over
+/// 500 ms: the first retry comes after 1 s). Nothing is sent: manage's accept queue alone is
+/// measured.
+fn burst(label: &str, count: usize, backlog: Option<u32>) {
+    raise_open_files(2 * count as u64 + SPARE_DESCRIPTORS);
+    let backlog_arg = backlog.map(|b| b.to_string());
+    let mut args = vec!["--double-check", "0"];
+    if let Some(backlog) = &backlog_arg {
+        args.extend(["--listen-backlog", backlog.as_str()]);
+    }
+    let manage = Manage::start(&args, "info");
+    let granted = std::fs::read_to_string(&manage.log)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            let before = &line[..line.find(" waiting to be accepted")?];
+            before.rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .map_or("?".to_string(), |b| b.to_string());
+    let slow_after = Duration::from_millis(500);
+    let (mut slow, mut failed, mut slowest) = (0, 0, Duration::ZERO);
+    let mut held = Vec::with_capacity(count);
+    let started = Instant::now();
+    for _ in 0..count {
+        let connect_started = Instant::now();
+        match std::net::TcpStream::connect_timeout(&manage.address, Duration::from_secs(10)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => failed += 1,
+        }
+        let took = connect_started.elapsed();
+        slowest = slowest.max(took);
+        if took > slow_after {
+            slow += 1;
+        }
+    }
+    let took = started.elapsed();
+    println!(
+        "{label}: {count} connections back to back in {took:.2?} (listen backlog {granted}): \
+         {slow} connects over {slow_after:?}, slowest {slowest:.2?}, {failed} failed"
+    );
+}
+
 /// The disk's part of a durable commit: `seconds` of 4 KiB writes each followed by an fsync, in
 /// a temporary folder beside where manage's states go, back to back (0.5 ms apart). No reply
 /// that waits for a commit can beat these times, and one slow fsync holds back every reply of
@@ -1099,8 +1146,9 @@ fn main() {
     let seconds: u64 = env_or("LOAD_SECONDS", if benching { 6 } else { 1 });
     let threads: usize = env_or("LOAD_THREADS", 2);
     let idle_computes: usize = env_or("LOAD_IDLE", 10_000);
+    let burst_connections: usize = env_or("LOAD_BURST", 10_000);
     let default_scenarios = if benching {
-        "1,100,1000,1000-warn,1000-check,1000-pipelined,baseline-1000,baseline-1000-pipelined,1000@5000,1000@10000,1000@20000,fsync,idle"
+        "1,100,1000,1000-warn,1000-check,1000-pipelined,baseline-1000,baseline-1000-pipelined,1000@5000,1000@10000,1000@20000,fsync,idle,burst-128,burst"
     } else {
         "100"
     };
@@ -1138,6 +1186,8 @@ fn main() {
                 Err(_) => eprintln!("load: bad paced scenario {paced:?} (1000@RATE)"),
             },
             "idle" => idle(idle_computes),
+            "burst-128" => burst(scenario, burst_connections, Some(128)),
+            "burst" => burst(scenario, burst_connections, None),
             "fsync" => fsync_floor(seconds),
             "" => {}
             other => eprintln!("load: unknown scenario {other:?}"),

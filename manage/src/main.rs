@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod connection;
+mod listener;
 mod local;
 mod log_output;
 mod server;
@@ -61,6 +62,10 @@ struct Cli {
     /// this; after it the range may go to another compute.
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     lease_floor: f64,
+    /// Connections the kernel may hold waiting to be accepted (default: the connection cap;
+    /// the kernel lowers it to net.core.somaxconn).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    listen_backlog: Option<u32>,
 }
 
 /// Strict decimal: digits only, no sign, no leading zeros, no overflow.
@@ -100,6 +105,7 @@ fn config_from(cli: Cli) -> Result<server::Config, String> {
     }
     Ok(server::Config {
         listen: cli.listen,
+        listen_backlog: cli.listen_backlog.map(|n| n as usize),
         start: cli.start,
         until: cli.until,
         state_dir: cli.state,

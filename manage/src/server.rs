@@ -34,12 +34,15 @@ use xmlwire::protocol::{
 use xmlwire::{auth, Limits, XmlStr};
 
 use crate::connection::{AuthState, Connection, ReadOutcome, Role};
+use crate::listener::Listener;
 use crate::local::LocalComputes;
 use crate::verify::{Claim, Verifier};
 
 /// What `main` decided from the command line.
 pub struct Config {
     pub listen: SocketAddr,
+    /// The listen backlog asked for; default: the connection cap.
+    pub listen_backlog: Option<usize>,
     /// Bounds asked for; a new state takes them, an existing one must match.
     pub start: Option<u64>,
     pub until: Option<u64>,
@@ -209,8 +212,14 @@ struct Core {
 
 pub fn run(config: Config) -> Result<(), String> {
     let poll = Poll::new().map_err(|e| format!("cannot create the poll: {e}"))?;
-    let mut listener = TcpListener::bind(config.listen)
+    let cap = connection_cap();
+    let bound = Listener::bind(config.listen, config.listen_backlog.unwrap_or(cap))
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    if let Some(warning) = bound.shortfall() {
+        log::warn!("{warning}");
+    }
+    let backlog = bound.backlog();
+    let mut listener = bound.socket;
     let address = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
@@ -307,8 +316,8 @@ pub fn run(config: Config) -> Result<(), String> {
     let mut local = LocalComputes::start(config.local_computes, address, &token_path)?;
     let grace = config.shutdown_grace;
 
-    let max_connections = connection_cap();
-    log::info!("up to {max_connections} connections at once");
+    let max_connections = cap;
+    log::info!("up to {max_connections} connections at once, {backlog} waiting to be accepted");
     let mut server = Server {
         poll,
         listener,
