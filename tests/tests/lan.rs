@@ -57,6 +57,7 @@ fn count(lines: &[String], needle: &str) -> usize {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: builds network namespaces")]
 fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
     // First, so that a machine that cannot run it says so at once; and declared first, so
     // dropped last: after every process in its namespaces.
@@ -336,6 +337,7 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
 /// A test that fails half-way leaves nothing behind: its processes are killed and reaped, its
 /// namespaces (and the veths in them) deleted.
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: builds network namespaces")]
 fn a_failing_test_leaves_no_namespace_and_no_process() {
     sigma_tests::binary("compute");
     let mut pid = 0;
