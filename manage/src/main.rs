@@ -3,11 +3,7 @@
 //! shuts the cluster down cleanly on SIGINT, SIGQUIT, SIGHUP or SIGTERM.
 #![forbid(unsafe_code)]
 
-mod connection;
-mod local;
-mod log_output;
 mod server;
-mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -180,7 +176,7 @@ fn main() -> ExitCode {
     logger
         .format_timestamp_millis()
         .target(env_logger::Target::Pipe(Box::new(
-            log_output::TickBufferedStderr,
+            server::log_output::TickBufferedStderr,
         )));
     if std::env::var_os("RUST_LOG_STYLE").is_none() {
         logger.write_style(style);
@@ -188,7 +184,7 @@ fn main() -> ExitCode {
     logger.init();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        log_output::flush();
+        server::log_output::flush();
         default_hook(info);
     }));
     let config = match config_from(cli) {
@@ -199,7 +195,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = server::run(config);
-    log_output::flush();
+    server::log_output::flush();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

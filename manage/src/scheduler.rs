@@ -35,7 +35,6 @@ use crate::pool::WorkPool;
 use crate::ranges::RangeSet;
 use crate::registry::{ComputeInfo, Identity, Registry};
 use crate::sizing::{range_len, CostModel, Observation, RateModel, SizingConfig};
-use crate::store::StoredLease;
 use crate::{ComputeId, LeaseId, Millis};
 
 /// The search and the tuning of the scheduler.
@@ -439,21 +438,6 @@ pub struct RestoredLease {
     pub lo: u64,
     /// End (exclusive).
     pub hi: u64,
-}
-
-impl From<&StoredLease> for RestoredLease {
-    fn from(stored: &StoredLease) -> RestoredLease {
-        RestoredLease {
-            id: stored.id,
-            compute: stored.compute,
-            identity: Identity {
-                host: stored.host.clone(),
-                pid: stored.pid,
-            },
-            lo: stored.lo,
-            hi: stored.hi,
-        }
-    }
 }
 
 /// What survives a restart: the done numbers, the perfect numbers, the id numbering and the
@@ -1739,16 +1723,6 @@ mod tests {
                 hi: work.hi,
             }
         );
-        // The store's row converts as is.
-        let stored = StoredLease {
-            id: work.lease,
-            compute: a,
-            host: "h".into(),
-            pid: 42,
-            lo: work.lo,
-            hi: work.hi,
-        };
-        assert_eq!(RestoredLease::from(&stored), snapshot.outstanding[0]);
 
         let mut after =
             Scheduler::restore(SchedulerConfig::new(1, 1_000_000), LogCost, &snapshot).unwrap();

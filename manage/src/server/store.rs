@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::scheduler::PerfectFinding;
-use crate::{ComputeId, LeaseId, Millis};
+use manage::registry::Identity;
+use manage::scheduler::{PerfectFinding, RestoredLease};
+use manage::{ComputeId, LeaseId, Millis};
 
 /// The file name of the database inside the state folder.
 pub const DATABASE_FILE: &str = "sigma.db";
@@ -114,6 +115,21 @@ pub struct StoredLease {
     pub lo: u64,
     /// One past the last number.
     pub hi: u64,
+}
+
+impl From<&StoredLease> for RestoredLease {
+    fn from(stored: &StoredLease) -> RestoredLease {
+        RestoredLease {
+            id: stored.id,
+            compute: stored.compute,
+            identity: Identity {
+                host: stored.host.clone(),
+                pid: stored.pid,
+            },
+            lo: stored.lo,
+            hi: stored.hi,
+        }
+    }
 }
 
 /// Everything read back at start.
@@ -429,11 +445,6 @@ impl Store {
             .map_err(sql_error("cannot write the state", &self.path))
     }
 
-    /// True when changes wait for [`commit`](Self::commit).
-    pub fn has_changes(&self) -> bool {
-        self.in_transaction
-    }
-
     /// Commits the iteration's changes, durably. Until this returns Ok, no reply that depends on
     /// them may be sent.
     pub fn commit(&mut self) -> StoreResult<()> {
@@ -647,6 +658,31 @@ mod tests {
             host: "node-3".into(),
             found_ms: 1_700_000_000_000,
         }
+    }
+
+    #[test]
+    fn a_stored_lease_converts_to_the_schedulers_as_is() {
+        let stored = StoredLease {
+            id: LeaseId(1),
+            compute: ComputeId(2),
+            host: "h".into(),
+            pid: 42,
+            lo: 1,
+            hi: 100,
+        };
+        assert_eq!(
+            RestoredLease::from(&stored),
+            RestoredLease {
+                id: LeaseId(1),
+                compute: ComputeId(2),
+                identity: Identity {
+                    host: "h".into(),
+                    pid: 42
+                },
+                lo: 1,
+                hi: 100,
+            }
+        );
     }
 
     #[test]

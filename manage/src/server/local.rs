@@ -86,7 +86,7 @@ impl LocalComputes {
                 }
             }
             // The computes write to the same standard error: keep the lines in order.
-            crate::log_output::flush();
+            super::log_output::flush();
         }
         self.children.clear();
     }

@@ -15,7 +15,6 @@ use manage::scheduler::{
     PerfectFinding, RequestOutcome, SchedError, Scheduler, SchedulerConfig, Snapshot,
 };
 use manage::sizing::CostModel;
-use manage::store::{load_or_create_token, ComputeRow, Store, StoredLease};
 use manage::{ComputeId, LeaseId, Millis};
 use mio::event::Event;
 use mio::net::TcpListener;
@@ -33,9 +32,16 @@ use xmlwire::protocol::{
 };
 use xmlwire::{auth, Limits, XmlStr};
 
-use crate::connection::{AuthState, Connection, ReadOutcome, Role};
-use crate::local::LocalComputes;
-use crate::verify::{Claim, Verifier};
+use connection::{AuthState, Connection, ReadOutcome, Role};
+use local::LocalComputes;
+use store::{load_or_create_token, ComputeRow, Store, StoredLease};
+use verify::{Claim, Verifier};
+
+mod connection;
+mod local;
+pub mod log_output;
+mod store;
+mod verify;
 
 /// What `main` decided from the command line.
 pub struct Config {
@@ -372,7 +378,7 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
-            crate::log_output::flush();
+            log_output::flush();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
