@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::checks::CheckOutcome;
 use crate::flags::Flagged;
+use crate::leases::Lease;
 use crate::registry::Identity;
 use crate::sizing::Observation;
 use crate::{ComputeId, LeaseId, Millis};
@@ -132,12 +133,56 @@ pub struct Assignment {
 pub enum RequestOutcome {
     /// Work.
     Assign(Assignment),
-    /// Nothing unleased right now (or the search is done: check [`Scheduler::is_done`]): ask
-    /// again in `ms`.
+    /// Nothing unleased right now (or the search is done: check
+    /// [`Scheduler::is_done`](super::Scheduler::is_done)): ask again in `ms`.
     Wait {
         /// How long to wait, in ms.
         ms: Millis,
     },
+}
+
+/// A `<result>` as the scheduler takes it: the compute's report of `[lo, hi)` of its lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResultReport<'a> {
+    /// The compute that sent it.
+    pub compute: ComputeId,
+    /// The lease it is for.
+    pub lease: LeaseId,
+    /// First number scanned: the lease's start.
+    pub lo: u64,
+    /// One past the last number scanned: at most the lease's end (`lo` gives the lease up).
+    pub hi: u64,
+    /// How long the scan took, as the compute measured it.
+    pub elapsed_ms: Millis,
+    /// The compute's checksum of `[lo, hi)`.
+    pub checksum: u64,
+    /// The perfect numbers it claims in `[lo, hi)`, strictly increasing.
+    pub perfect: &'a [u64],
+}
+
+/// What a taken result changes in the durable state: the reactor stores exactly this, in the
+/// transaction whose commit comes before the ack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultRecord {
+    /// The compute that sent the result.
+    pub compute: ComputeId,
+    /// Its host.
+    pub host: String,
+    /// The pieces of `[lo, hi)` that were not done before, increasing: only these are stored
+    /// as done, so the stored ranges stay disjoint.
+    pub pieces: Vec<(u64, u64)>,
+    /// The scan time the compute reported.
+    pub elapsed_ms: Millis,
+    /// The checksum, when `pieces` is the whole range it covers (else no stored row matches it).
+    pub whole_checksum: Option<u64>,
+    /// When the result was taken.
+    pub finished_ms: Millis,
+    /// The lease that ended with it (`None` for a late result: its lease ended before).
+    pub ended_lease: Option<LeaseId>,
+    /// The claimed perfect numbers not recorded yet, increasing: stored as claims until the
+    /// verifier checks each off the reactor thread; then
+    /// [`Scheduler::record_perfect`](super::Scheduler::record_perfect).
+    pub claims: Vec<PerfectFinding>,
 }
 
 /// What an accepted result did.
@@ -155,9 +200,8 @@ pub struct ResultOutcome {
     pub late: bool,
     /// The compute's checksum, passed through for logs and cross-checks.
     pub checksum: u64,
-    /// The claimed perfect numbers not recorded yet, increasing: verify each off the reactor
-    /// thread, then call [`Scheduler::record_perfect`].
-    pub claims: Vec<u64>,
+    /// What to store (the new pieces, the host, the lease that ended, the claims to verify).
+    pub record: ResultRecord,
     /// The unfinished rest of a live lease that went back to the pool (`None` for a full or a
     /// late result).
     pub returned: Option<(u64, u64)>,
@@ -189,7 +233,8 @@ pub struct ExpiredLease {
     pub check: bool,
 }
 
-/// A verified perfect number and who found it first.
+/// A perfect number and who found it: claimed in a result (stored and verified off the reactor
+/// thread), then, once verified, recorded with its first finder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PerfectFinding {
     /// The number.
@@ -202,10 +247,10 @@ pub struct PerfectFinding {
     pub found_ms: Millis,
 }
 
-/// A lease that was live when manage stopped: restored as an ended lease whose result is still
-/// taken from the same host and pid.
+/// A live lease as it is stored, and read back after a restart: restored as an ended lease whose
+/// result is still taken from the same host and pid.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RestoredLease {
+pub struct OutstandingLease {
     /// The lease.
     pub id: LeaseId,
     /// The compute that held it.
@@ -235,5 +280,17 @@ pub struct Snapshot {
     /// The id the next compute gets.
     pub next_compute: ComputeId,
     /// The leases live when the state was saved.
-    pub outstanding: Vec<RestoredLease>,
+    pub outstanding: Vec<OutstandingLease>,
+}
+
+impl From<&Lease> for OutstandingLease {
+    fn from(lease: &Lease) -> OutstandingLease {
+        OutstandingLease {
+            id: lease.id,
+            compute: lease.compute,
+            identity: lease.identity.clone(),
+            lo: lease.lo,
+            hi: lease.hi,
+        }
+    }
 }

@@ -44,8 +44,8 @@ mod tests;
 
 pub use config::{ConfigError, SchedulerConfig};
 pub use messages::{
-    Assignment, ExpiredLease, PerfectFinding, RequestOutcome, RestoredLease, ResultOutcome,
-    SchedError, Snapshot,
+    Assignment, ExpiredLease, OutstandingLease, PerfectFinding, RequestOutcome, ResultOutcome,
+    ResultRecord, ResultReport, SchedError, Snapshot,
 };
 pub use status::{ComputeRow, FlaggedRow, LeaseRow, StatusView};
 
@@ -141,12 +141,7 @@ impl<C: CostModel> Scheduler<C> {
         }
         scheduler.registry = Registry::starting_at(next_compute);
         for finding in &snapshot.perfect {
-            scheduler.record_perfect(
-                finding.n,
-                finding.compute,
-                finding.host.clone(),
-                finding.found_ms,
-            );
+            scheduler.record_perfect(finding.clone());
         }
         Ok(scheduler)
     }
@@ -163,15 +158,15 @@ impl<C: CostModel> Scheduler<C> {
             outstanding: self
                 .leases
                 .iter_live()
-                .map(|lease| RestoredLease {
-                    id: lease.id,
-                    compute: lease.compute,
-                    identity: lease.identity.clone(),
-                    lo: lease.lo,
-                    hi: lease.hi,
-                })
+                .map(OutstandingLease::from)
                 .collect(),
         }
+    }
+
+    /// A live lease as it is stored (so a restart can take its late result); `None` when it is
+    /// not live.
+    pub fn outstanding(&self, lease: LeaseId) -> Option<OutstandingLease> {
+        self.leases.live(lease).map(OutstandingLease::from)
     }
 
     /// The configuration.
@@ -407,7 +402,8 @@ impl<C: CostModel> Scheduler<C> {
                 .is_some_and(|record| record.info.identity == lease.identity)
     }
 
-    /// A compute reports a result for `[lo, hi)` of `lease`, which took it `elapsed_ms`.
+    /// A compute reports a result for `[lo, hi)` of `lease`, which took it `elapsed_ms`. The
+    /// outcome says what it did and, in [`ResultOutcome::record`], all the reactor stores.
     ///
     /// Accepted when the lease is live or remembered, was held by this compute (or one with the
     /// same host and pid), `lo` is the lease's start and `lo <= hi <= lease hi`, and the claims
@@ -422,18 +418,20 @@ impl<C: CostModel> Scheduler<C> {
     /// counts and the pool is untouched: a full result is compared (pass, mismatch, or a
     /// majority that flags the loser, in `flagged`), a partial one puts the check back, a late
     /// one is ignored; its claims still pass through for verification.
-    #[allow(clippy::too_many_arguments)]
     pub fn result(
         &mut self,
-        compute: ComputeId,
-        lease: LeaseId,
-        lo: u64,
-        hi: u64,
-        elapsed_ms: Millis,
-        checksum: u64,
-        perfect: &[u64],
+        report: &ResultReport<'_>,
         now: Millis,
     ) -> Result<ResultOutcome, SchedError> {
+        let ResultReport {
+            compute,
+            lease,
+            lo,
+            hi,
+            elapsed_ms,
+            checksum,
+            perfect,
+        } = *report;
         self.heard(compute, now)?;
         self.refusal(compute)?;
         let (held, late) = match self.leases.lookup(lease) {
@@ -468,6 +466,7 @@ impl<C: CostModel> Scheduler<C> {
         }
 
         // Valid: from here on, change the state.
+        let pieces: Vec<(u64, u64)> = self.pool.done().gaps(lo, hi).collect();
         let full = hi == held.hi && hi > lo;
         let mut check = None;
         let mut flagged = None;
@@ -545,11 +544,32 @@ impl<C: CostModel> Scheduler<C> {
                 record.observe_numbers(hi - lo, trusted_ms, sizing.min_elapsed_ms);
             }
         }
+        let host = self
+            .registry
+            .get(compute)
+            .map(|record| record.info.identity.host.clone())
+            .unwrap_or_default();
         let claims = perfect
             .iter()
-            .copied()
             .filter(|n| !self.perfect.contains_key(n))
+            .map(|&n| PerfectFinding {
+                n,
+                compute,
+                host: host.clone(),
+                found_ms: now,
+            })
             .collect();
+        let whole = pieces == [(lo, hi)];
+        let record = ResultRecord {
+            compute,
+            host,
+            pieces,
+            elapsed_ms,
+            whole_checksum: whole.then_some(checksum),
+            finished_ms: now,
+            ended_lease: (!late).then_some(lease),
+            claims,
+        };
         Ok(ResultOutcome {
             lease,
             lo,
@@ -557,7 +577,7 @@ impl<C: CostModel> Scheduler<C> {
             newly_counted,
             late,
             checksum,
-            claims,
+            record,
             returned,
             observation,
             check,
@@ -591,26 +611,13 @@ impl<C: CostModel> Scheduler<C> {
     }
 
     /// Records a verified perfect number (outside the search: ignored). The first finder is
-    /// kept; returns true when `n` was not recorded before.
-    pub fn record_perfect(
-        &mut self,
-        n: u64,
-        compute: ComputeId,
-        host: String,
-        found_ms: Millis,
-    ) -> bool {
+    /// kept; returns true when the number was not recorded before.
+    pub fn record_perfect(&mut self, finding: PerfectFinding) -> bool {
+        let n = finding.n;
         if n < self.pool.start() || n >= self.pool.end() || self.perfect.contains_key(&n) {
             return false;
         }
-        self.perfect.insert(
-            n,
-            PerfectFinding {
-                n,
-                compute,
-                host,
-                found_ms,
-            },
-        );
+        self.perfect.insert(n, finding);
         true
     }
 

@@ -58,7 +58,18 @@ fn finish(
     now: Millis,
 ) -> ResultOutcome {
     scheduler
-        .result(compute, work.lease, work.lo, upto, 1000, 0, &[], now)
+        .result(
+            &ResultReport {
+                compute,
+                lease: work.lease,
+                lo: work.lo,
+                hi: upto,
+                elapsed_ms: 1000,
+                checksum: 0,
+                perfect: &[],
+            },
+            now,
+        )
         .unwrap()
 }
 
@@ -97,7 +108,18 @@ fn a_first_probe_then_ranges_on_target_through_the_scheduler() {
         let elapsed = (seconds * 1000.0).round() as u64;
         now += elapsed;
         let outcome = scheduler
-            .result(compute, work.lease, work.lo, work.hi, elapsed, 0, &[], now)
+            .result(
+                &ResultReport {
+                    compute,
+                    lease: work.lease,
+                    lo: work.lo,
+                    hi: work.hi,
+                    elapsed_ms: elapsed,
+                    checksum: 0,
+                    perfect: &[],
+                },
+                now,
+            )
             .unwrap();
         assert_eq!(outcome.newly_counted, work.hi - work.lo);
         durations.push(seconds);
@@ -125,7 +147,18 @@ fn deadlines_are_a_multiple_of_the_prediction_with_a_floor() {
     assert_eq!(probe.deadline_ms, 1000 + 30_000);
     assert_eq!(scheduler.next_deadline(), Some(31_000));
     scheduler
-        .result(compute, probe.lease, probe.lo, probe.hi, 1875, 0, &[], 2875)
+        .result(
+            &ResultReport {
+                compute,
+                lease: probe.lease,
+                lo: probe.lo,
+                hi: probe.hi,
+                elapsed_ms: 1875,
+                checksum: 0,
+                perfect: &[],
+            },
+            2875,
+        )
         .unwrap();
     let work = assign(&mut scheduler, compute, 3000);
     assert!(work.predicted_ms.abs_diff(15_000) <= 20, "{work:?}");
@@ -246,15 +279,48 @@ fn bad_messages_are_refused_and_change_nothing() {
     }
     let results = [
         (
-            scheduler.result(b, lease, lo, hi, 5, 0, &[], 5),
+            scheduler.result(
+                &ResultReport {
+                    compute: b,
+                    lease,
+                    lo,
+                    hi,
+                    elapsed_ms: 5,
+                    checksum: 0,
+                    perfect: &[],
+                },
+                5,
+            ),
             SchedError::LeaseNotYours { lease, owner: a },
         ),
         (
-            scheduler.result(a, LeaseId(0), lo, hi, 5, 0, &[], 5),
+            scheduler.result(
+                &ResultReport {
+                    compute: a,
+                    lease: LeaseId(0),
+                    lo,
+                    hi,
+                    elapsed_ms: 5,
+                    checksum: 0,
+                    perfect: &[],
+                },
+                5,
+            ),
             SchedError::UnknownLease(LeaseId(0)),
         ),
         (
-            scheduler.result(a, lease, lo + 1, hi, 5, 0, &[], 5),
+            scheduler.result(
+                &ResultReport {
+                    compute: a,
+                    lease,
+                    lo: lo + 1,
+                    hi,
+                    elapsed_ms: 5,
+                    checksum: 0,
+                    perfect: &[],
+                },
+                5,
+            ),
             SchedError::RangeOutsideLease {
                 lease,
                 lo: lo + 1,
@@ -264,7 +330,18 @@ fn bad_messages_are_refused_and_change_nothing() {
             },
         ),
         (
-            scheduler.result(a, lease, lo, hi + 1, 5, 0, &[], 5),
+            scheduler.result(
+                &ResultReport {
+                    compute: a,
+                    lease,
+                    lo,
+                    hi: hi + 1,
+                    elapsed_ms: 5,
+                    checksum: 0,
+                    perfect: &[],
+                },
+                5,
+            ),
             SchedError::RangeOutsideLease {
                 lease,
                 lo,
@@ -274,11 +351,33 @@ fn bad_messages_are_refused_and_change_nothing() {
             },
         ),
         (
-            scheduler.result(a, lease, lo, lo + 5, 5, 0, &[lo + 5], 5),
+            scheduler.result(
+                &ResultReport {
+                    compute: a,
+                    lease,
+                    lo,
+                    hi: lo + 5,
+                    elapsed_ms: 5,
+                    checksum: 0,
+                    perfect: &[lo + 5],
+                },
+                5,
+            ),
             SchedError::ClaimOutsideRange { n: lo + 5 },
         ),
         (
-            scheduler.result(a, lease, lo, lo + 9, 5, 0, &[lo + 3, lo + 3], 5),
+            scheduler.result(
+                &ResultReport {
+                    compute: a,
+                    lease,
+                    lo,
+                    hi: lo + 9,
+                    elapsed_ms: 5,
+                    checksum: 0,
+                    perfect: &[lo + 3, lo + 3],
+                },
+                5,
+            ),
             SchedError::ClaimsNotIncreasing,
         ),
     ];
@@ -337,7 +436,18 @@ fn an_expired_lease_comes_back_and_its_late_result_counts_once() {
     assert!(reissued.hi < work.hi);
     // The late result for all of it arrives and counts all of it, once.
     let late = scheduler
-        .result(slow, work.lease, work.lo, work.hi, 40_000, 7, &[], 40_000)
+        .result(
+            &ResultReport {
+                compute: slow,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 40_000,
+                checksum: 7,
+                perfect: &[],
+            },
+            40_000,
+        )
         .unwrap();
     assert!(late.late);
     assert_eq!(late.newly_counted, len);
@@ -348,7 +458,18 @@ fn an_expired_lease_comes_back_and_its_late_result_counts_once() {
     let outcome = finish(&mut scheduler, other, &reissued, reissued.hi, 41_000);
     assert_eq!(outcome.newly_counted, 0);
     let duplicate = scheduler
-        .result(slow, work.lease, work.lo, work.hi, 40_000, 7, &[], 42_000)
+        .result(
+            &ResultReport {
+                compute: slow,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 40_000,
+                checksum: 7,
+                perfect: &[],
+            },
+            42_000,
+        )
         .unwrap();
     assert_eq!(duplicate.newly_counted, 0);
     assert_eq!(scheduler.pool().tested(), len);
@@ -364,7 +485,18 @@ fn a_reconnected_compute_may_deliver_its_late_result_others_may_not() {
     scheduler.leave(first, 10).unwrap();
     let stranger = scheduler.join(info("h", 43, 1_000_000), 20);
     assert_eq!(
-        scheduler.result(stranger, work.lease, work.lo, work.hi, 5, 0, &[], 30),
+        scheduler.result(
+            &ResultReport {
+                compute: stranger,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 5,
+                checksum: 0,
+                perfect: &[]
+            },
+            30
+        ),
         Err(SchedError::LeaseNotYours {
             lease: work.lease,
             owner: first
@@ -372,7 +504,18 @@ fn a_reconnected_compute_may_deliver_its_late_result_others_may_not() {
     );
     let again = scheduler.join(info("h", 42, 1_000_000), 20);
     let outcome = scheduler
-        .result(again, work.lease, work.lo, work.hi, 5, 0, &[], 30)
+        .result(
+            &ResultReport {
+                compute: again,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 5,
+                checksum: 0,
+                perfect: &[],
+            },
+            30,
+        )
         .unwrap();
     assert!(outcome.late);
     assert_eq!(outcome.newly_counted, work.hi - work.lo);
@@ -392,28 +535,61 @@ fn perfect_numbers_sorted_unique_first_finder_kept() {
     assert!(work.hi > 8129);
     let outcome = scheduler
         .result(
-            a,
-            work.lease,
-            work.lo,
-            work.hi,
-            1000,
-            0,
-            &[6, 28, 496, 8128],
+            &ResultReport {
+                compute: a,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 1000,
+                checksum: 0,
+                perfect: &[6, 28, 496, 8128],
+            },
             10,
         )
         .unwrap();
-    assert_eq!(outcome.claims, [6, 28, 496, 8128]);
-    assert!(scheduler.record_perfect(496, a, "a".into(), 11));
-    assert!(scheduler.record_perfect(6, a, "a".into(), 12));
-    assert!(!scheduler.record_perfect(6, ComputeId(9), "z".into(), 13));
-    assert!(!scheduler.record_perfect(20_000, a, "a".into(), 13));
+    assert_eq!(claimed(&outcome), [6, 28, 496, 8128]);
+    assert!(scheduler.record_perfect(PerfectFinding {
+        n: 496,
+        compute: a,
+        host: "a".into(),
+        found_ms: 11
+    }));
+    assert!(scheduler.record_perfect(PerfectFinding {
+        n: 6,
+        compute: a,
+        host: "a".into(),
+        found_ms: 12
+    }));
+    assert!(!scheduler.record_perfect(PerfectFinding {
+        n: 6,
+        compute: ComputeId(9),
+        host: "z".into(),
+        found_ms: 13
+    }));
+    assert!(!scheduler.record_perfect(PerfectFinding {
+        n: 20_000,
+        compute: a,
+        host: "a".into(),
+        found_ms: 13
+    }));
     let found: Vec<_> = scheduler.perfect().map(|p| (p.n, p.found_ms)).collect();
     assert_eq!(found, [(6, 12), (496, 11)]);
     // A duplicate result only passes back the claims not yet recorded.
     let again = scheduler
-        .result(a, work.lease, work.lo, work.hi, 1000, 0, &[6, 28], 20)
+        .result(
+            &ResultReport {
+                compute: a,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 1000,
+                checksum: 0,
+                perfect: &[6, 28],
+            },
+            20,
+        )
         .unwrap();
-    assert_eq!(again.claims, [28]);
+    assert_eq!(claimed(&again), [28]);
 }
 
 #[test]
@@ -422,7 +598,12 @@ fn snapshot_and_restore() {
     let a = scheduler.join(info("a", 1, 1_000_000), 0);
     let work = assign(&mut scheduler, a, 0);
     finish(&mut scheduler, a, &work, work.lo + 100, 10);
-    scheduler.record_perfect(28, a, "a".into(), 10);
+    scheduler.record_perfect(PerfectFinding {
+        n: 28,
+        compute: a,
+        host: "a".into(),
+        found_ms: 10,
+    });
     let in_flight = assign(&mut scheduler, a, 20);
     let snapshot = scheduler.snapshot();
     assert_eq!(snapshot.done, [(1, 101)]);
@@ -454,13 +635,15 @@ fn garbage_timing_never_breaks_sizing() {
         assert!(work.deadline_ms >= 1_000 + 30_000 && work.deadline_ms <= 1_000 + 86_400_000);
         scheduler
             .result(
-                compute,
-                work.lease,
-                work.lo,
-                work.hi,
-                elapsed,
-                0,
-                &[],
+                &ResultReport {
+                    compute,
+                    lease: work.lease,
+                    lo: work.lo,
+                    hi: work.hi,
+                    elapsed_ms: elapsed,
+                    checksum: 0,
+                    perfect: &[],
+                },
                 2_000,
             )
             .unwrap();
@@ -536,13 +719,15 @@ fn full(
 ) -> ResultOutcome {
     scheduler
         .result(
-            compute,
-            work.lease,
-            work.lo,
-            work.hi,
-            1000,
-            checksum,
-            &[],
+            &ResultReport {
+                compute,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 1000,
+                checksum,
+                perfect: &[],
+            },
             now,
         )
         .unwrap()
@@ -560,7 +745,7 @@ fn restore_accepts_late_results_of_outstanding_leases_from_the_same_process() {
     assert_eq!(snapshot.outstanding.len(), 2);
     assert_eq!(
         snapshot.outstanding[0],
-        RestoredLease {
+        OutstandingLease {
             id: work.lease,
             compute: a,
             identity: Identity {
@@ -591,7 +776,18 @@ fn restore_accepts_late_results_of_outstanding_leases_from_the_same_process() {
     finish(&mut after, stranger, &reissued, reissued.hi, 20);
     // Another process may not deliver a's result...
     assert_eq!(
-        after.result(stranger, work.lease, work.lo, work.hi, 5, 0, &[], 30),
+        after.result(
+            &ResultReport {
+                compute: stranger,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 5,
+                checksum: 0,
+                perfect: &[]
+            },
+            30
+        ),
         Err(SchedError::LeaseNotYours {
             lease: work.lease,
             owner: a
@@ -599,7 +795,18 @@ fn restore_accepts_late_results_of_outstanding_leases_from_the_same_process() {
     );
     // ...a's own process, reconnected, may: a late result counting what is not done yet.
     let late = after
-        .result(again, work.lease, work.lo, work.hi, 5, 0, &[], 30)
+        .result(
+            &ResultReport {
+                compute: again,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 5,
+                checksum: 0,
+                perfect: &[],
+            },
+            30,
+        )
         .unwrap();
     assert!(late.late);
     assert_eq!(late.newly_counted, work.hi - reissued.hi);
@@ -745,13 +952,15 @@ fn returned_numbers_then_checks_then_fresh_numbers() {
     let third = assign(&mut scheduler, b, 1000);
     scheduler
         .result(
-            b,
-            third.lease,
-            third.lo,
-            third.lo + (third.hi - third.lo) / 10,
-            1000,
-            0,
-            &[],
+            &ResultReport {
+                compute: b,
+                lease: third.lease,
+                lo: third.lo,
+                hi: third.lo + (third.hi - third.lo) / 10,
+                elapsed_ms: 1000,
+                checksum: 0,
+                perfect: &[],
+            },
             2000,
         )
         .unwrap();
@@ -765,7 +974,18 @@ fn returned_numbers_then_checks_then_fresh_numbers() {
     // A partial check result puts the check back; nothing counts.
     let tested = scheduler.pool().tested();
     let partial = scheduler
-        .result(a, check.lease, check.lo, check.lo + 1, 10, 0, &[], 3100)
+        .result(
+            &ResultReport {
+                compute: a,
+                lease: check.lease,
+                lo: check.lo,
+                hi: check.lo + 1,
+                elapsed_ms: 10,
+                checksum: 0,
+                perfect: &[],
+            },
+            3100,
+        )
         .unwrap();
     assert_eq!(partial.check, Some(CheckOutcome::Requeued));
     assert_eq!((partial.newly_counted, partial.returned), (0, None));
@@ -819,7 +1039,18 @@ fn a_compute_with_too_many_offences_is_refused() {
     };
     assert_eq!(scheduler.request(a, 7), Err(refused.clone()));
     assert_eq!(
-        scheduler.result(a, work.lease, work.lo, work.hi, 5, 0, &[], 7),
+        scheduler.result(
+            &ResultReport {
+                compute: a,
+                lease: work.lease,
+                lo: work.lo,
+                hi: work.hi,
+                elapsed_ms: 5,
+                checksum: 0,
+                perfect: &[]
+            },
+            7
+        ),
         Err(refused)
     );
     assert_eq!(scheduler.pool().tested(), 0);
@@ -841,4 +1072,9 @@ fn a_compute_with_too_many_offences_is_refused() {
     assert_eq!(status.flagged[0].last, Offence::FalseClaim { n: 496 });
     assert_eq!(status.computes[0].flags, 3);
     assert_eq!(status.computes[1].flags, 0);
+}
+
+/// The numbers a result's claims are for.
+fn claimed(outcome: &ResultOutcome) -> Vec<u64> {
+    outcome.record.claims.iter().map(|claim| claim.n).collect()
 }

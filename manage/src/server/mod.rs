@@ -20,17 +20,24 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use manage::jobs::{Jobs, JobsConfig};
-use manage::scheduler::{Scheduler, SchedulerConfig, Snapshot};
+use manage::scheduler::{Scheduler, SchedulerConfig};
 use manage::sizing::CostModel;
-use manage::{ComputeId, LeaseId, Millis};
+use manage::Millis;
 use xmlwire::protocol::Algorithm as WireAlgorithm;
 
+use error::setup;
+use events::{Event, EventLog};
 use jobs::random_seed;
 use local::LocalComputes;
-use store::{load_or_create_token, Store};
-use verify::{Claim, Verifier};
+use store::{Store, StoreError};
+use token::load_or_create_token;
+use verify::Verifier;
+
+pub use error::ServerError;
 
 mod connection;
+mod error;
+mod events;
 mod jobs;
 mod local;
 pub mod log_output;
@@ -38,6 +45,7 @@ mod reactor;
 mod session;
 mod status;
 mod store;
+mod token;
 mod verify;
 mod work;
 
@@ -62,6 +70,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The shortest lease deadline.
     pub lease_floor: Duration,
+    /// Where the event log goes (`-`: standard output); `None`: nowhere.
+    pub events: Option<PathBuf>,
 }
 
 /// A message for another connection than the one being handled: a job to a compute's control
@@ -147,8 +157,10 @@ struct Core {
     store: Store,
     /// The shared secret privileged requests prove they hold.
     token: String,
+    /// The event log (`--events`).
+    events: EventLog,
     /// The first store error: manage stops without sending the replies that depended on it.
-    store_failure: Option<String>,
+    store_failure: Option<StoreError>,
     /// Job routing; job owners are report connection keys.
     jobs: Jobs,
     /// Each live job's encoded `<job>`, kept for failover.
@@ -158,11 +170,11 @@ struct Core {
     outgoing: Vec<Outgoing>,
 }
 
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: Config) -> Result<(), ServerError> {
     let (sockets, waker) = Sockets::open(config.listen)?;
     let address = sockets.address;
-    let verifier =
-        Verifier::start(waker).map_err(|e| format!("cannot start the verifier thread: {e}"))?;
+    let mut verifier = Verifier::start(waker).map_err(setup("cannot start the verifier thread"))?;
+    let mut events = EventLog::open(config.events.as_deref())?;
 
     let (mut store, recovered) =
         Store::open(&config.state_dir, config.start, config.until, u64::MAX - 1)?;
@@ -180,27 +192,14 @@ pub fn run(config: Config) -> Result<(), String> {
             ""
         }
     );
-    let mut scheduler_config = SchedulerConfig::new(recovered.start, recovered.until);
+    let snapshot = &recovered.snapshot;
+    let mut scheduler_config = SchedulerConfig::new(snapshot.start, snapshot.until);
     scheduler_config.sizing.target_ms = config.target.as_millis().max(1) as u64;
     scheduler_config.deadline_floor_ms = config.lease_floor.as_millis().max(1) as u64;
     scheduler_config.double_check = config.double_check;
-    let snapshot = Snapshot {
-        start: recovered.start,
-        until: recovered.until,
-        done: recovered.done.clone(),
-        perfect: recovered.perfect.clone(),
-        next_lease: LeaseId(recovered.next_lease),
-        next_compute: ComputeId(recovered.next_compute),
-        outstanding: recovered
-            .leases
-            .iter()
-            .map(manage::scheduler::RestoredLease::from)
-            .collect(),
-    };
-    let scheduler = Scheduler::restore(scheduler_config, KernelCost, &snapshot)
-        .map_err(|e| format!("bad search bounds: {e:?}"))?;
+    let scheduler = Scheduler::restore(scheduler_config, KernelCost, snapshot)?;
     // Leases outstanding at the last stop go back to the pool (restore left them undone).
-    for lease in &recovered.leases {
+    for lease in &snapshot.outstanding {
         log::info!(
             "lease {} [{}, {}) of compute {} was outstanding at the last stop: back to the pool",
             lease.id.0,
@@ -211,18 +210,12 @@ pub fn run(config: Config) -> Result<(), String> {
         store.lease_ended(lease.id)?;
     }
     store.commit()?;
-    let mut verifier = verifier;
-    for claim in &recovered.claims {
+    for claim in recovered.claims {
         log::info!(
             "checking claim {} again (unchecked at the last stop)",
             claim.n
         );
-        verifier.submit(Claim {
-            n: claim.n,
-            compute: claim.compute.0,
-            host: claim.host.clone(),
-            found_ms: claim.found_ms,
-        });
+        verifier.submit(claim);
     }
     let status = scheduler.status(0);
     log::info!(
@@ -235,22 +228,33 @@ pub fn run(config: Config) -> Result<(), String> {
     );
     log::info!(
         "listening on {address}; searching {}..={} with ranges of {:.1} s",
-        recovered.start,
-        recovered.until,
+        status.start,
+        status.until,
         config.target.as_secs_f64()
     );
+    let clock = Clock::new();
+    events.record(
+        clock.ms(Instant::now()),
+        Event::Listening {
+            address,
+            start: status.start,
+            until: status.until,
+        },
+    );
+    events.flush();
     let next_job = store.next_job_id()?;
     let mut local = LocalComputes::start(config.local_computes, address, &token_path)?;
     let grace = config.shutdown_grace;
 
     let core = Core {
         config,
-        clock: Clock::new(),
+        clock,
         scheduler,
         links: HashMap::new(),
         verifier,
         shutdown: None,
         store,
+        events,
         token,
         store_failure: None,
         jobs: Jobs::new(JobsConfig::default(), random_seed()),
@@ -262,13 +266,23 @@ pub fn run(config: Config) -> Result<(), String> {
     let outcome = server.run();
     server.close_everything();
     local.stop(grace);
-    let core = server.core();
-    let status = core.scheduler.status(core.clock.ms(Instant::now()));
+    let mut core = server.into_core();
+    let now_ms = core.clock.ms(Instant::now());
+    let status = core.scheduler.status(now_ms);
+    let perfect: Vec<u64> = status.perfect.iter().map(|p| p.n).collect();
     log::info!(
-        "stopped: {} numbers tested, every number below {} tested, perfect numbers: {:?}",
+        "stopped: {} numbers tested, every number below {} tested, perfect numbers: {perfect:?}",
         status.tested,
         status.frontier,
-        status.perfect.iter().map(|p| p.n).collect::<Vec<_>>()
     );
+    core.events.record(
+        now_ms,
+        Event::Stopped {
+            tested: status.tested,
+            frontier: status.frontier,
+            perfect: &perfect,
+        },
+    );
+    core.events.flush();
     outcome
 }

@@ -5,8 +5,6 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use manage::scheduler::PerfectFinding;
-use manage::ComputeId;
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -20,8 +18,8 @@ use xmlwire::protocol::{self, ErrorCode, ErrorMessage, Message};
 use xmlwire::{Limits, XmlStr};
 
 use super::connection::{Connection, ReadOutcome, Role};
+use super::error::{setup, ServerError};
 use super::session::shutdown_message;
-use super::work::log_flagged;
 use super::{After, Core};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -77,23 +75,24 @@ pub(super) struct Sockets {
 impl Sockets {
     /// Listens on `listen`, installs the signal handlers, and returns the waker the verifier
     /// thread wakes the poll with.
-    pub(super) fn open(listen: SocketAddr) -> Result<(Sockets, Arc<Waker>), String> {
-        let poll = Poll::new().map_err(|e| format!("cannot create the poll: {e}"))?;
-        let mut listener =
-            TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    pub(super) fn open(listen: SocketAddr) -> Result<(Sockets, Arc<Waker>), ServerError> {
+        let poll = Poll::new().map_err(setup("cannot create the poll"))?;
+        let mut listener = TcpListener::bind(listen).map_err(|source| ServerError::Listen {
+            address: listen,
+            source,
+        })?;
         let address = listener
             .local_addr()
-            .map_err(|e| format!("cannot read the listening address: {e}"))?;
+            .map_err(setup("cannot read the listening address"))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(|e| format!("cannot register the listener: {e}"))?;
+            .map_err(setup("cannot register the listener"))?;
         let mut signals = Signals::new([SIGINT, SIGQUIT, SIGHUP, SIGTERM])
-            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+            .map_err(setup("cannot install signal handlers"))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
-            .map_err(|e| format!("cannot register signals: {e}"))?;
-        let waker = Waker::new(poll.registry(), WAKER)
-            .map_err(|e| format!("cannot create a waker: {e}"))?;
+            .map_err(setup("cannot register signals"))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(setup("cannot create a waker"))?;
         let sockets = Sockets {
             poll,
             listener,
@@ -138,27 +137,28 @@ impl Server {
         }
     }
 
-    /// Everything but the connections (for the last status line).
-    pub(super) fn core(&self) -> &Core {
-        &self.core
+    /// Everything but the connections, once the loop is over (for the last status).
+    pub(super) fn into_core(self) -> Core {
+        self.core
     }
 
-    pub(super) fn run(&mut self) -> Result<(), String> {
+    pub(super) fn run(&mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
             super::log_output::flush();
+            self.core.events.flush();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(format!("poll failed: {e}"));
+                return Err(ServerError::Poll(e));
             }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
                     SIGNALS => self.drain_signals(),
-                    WAKER => self.collect_verdicts(),
+                    WAKER => self.core.collect_verdicts(),
                     Token(key) => self.connection_event(key, event),
                 }
             }
@@ -264,50 +264,6 @@ impl Server {
                 _ => "a signal",
             };
             self.begin_shutdown(&format!("received {name}"));
-        }
-    }
-
-    fn collect_verdicts(&mut self) {
-        for verdict in self.core.verifier.ready() {
-            let claim = verdict.claim;
-            let finding = PerfectFinding {
-                n: claim.n,
-                compute: ComputeId(claim.compute),
-                host: claim.host.clone(),
-                found_ms: claim.found_ms,
-            };
-            let written = self.core.store.claim_checked(&finding, verdict.perfect);
-            self.core.persist(written);
-            if !verdict.perfect {
-                log::warn!(
-                    "compute {} on {} claimed {}, which is not perfect: not recorded",
-                    claim.compute,
-                    claim.host,
-                    claim.n
-                );
-                let now_ms = self.core.clock.ms(Instant::now());
-                if let Some(flagged) =
-                    self.core
-                        .scheduler
-                        .claim_refuted(ComputeId(claim.compute), claim.n, now_ms)
-                {
-                    log_flagged(&flagged);
-                }
-                continue;
-            }
-            let host = claim.host.clone();
-            if self.core.scheduler.record_perfect(
-                claim.n,
-                ComputeId(claim.compute),
-                claim.host,
-                claim.found_ms,
-            ) {
-                log::info!(
-                    "perfect number {} found by compute {} on {host}",
-                    claim.n,
-                    claim.compute
-                );
-            }
         }
     }
 
@@ -437,14 +393,17 @@ impl Server {
 
     /// Group commit: the batch's changes go to disk in one transaction, and only then are the
     /// batch's replies (acks among them) sent. A failed commit stops manage with nothing sent.
-    fn commit_and_flush(&mut self) -> Result<(), String> {
+    fn commit_and_flush(&mut self) -> Result<(), ServerError> {
         if let Some(failure) = self.core.store_failure.take() {
-            return Err(failure);
+            return Err(failure.into());
         }
         // Closing a connection can queue messages for others (a job given back goes to another
         // compute, or its report is told): loop until nothing is left to flush.
         loop {
             self.core.store.commit()?;
+            // Events go out before the replies that depend on them: a test that saw an ack
+            // finds its result in the event log.
+            self.core.events.flush();
             let dirty = std::mem::take(&mut self.dirty);
             if dirty.is_empty() {
                 return Ok(());
@@ -459,7 +418,7 @@ impl Server {
                 }
             }
             if let Some(failure) = self.core.store_failure.take() {
-                return Err(failure);
+                return Err(failure.into());
             }
         }
     }
@@ -562,17 +521,7 @@ impl Server {
         let expired = self.core.jobs.expire(now_ms);
         self.core.apply(expired, now_ms);
         self.deliver();
-        for expired in self.core.scheduler.expire(now_ms) {
-            let written = self.core.store.lease_ended(expired.lease);
-            self.core.persist(written);
-            log::warn!(
-                "lease {} of compute {} expired: [{}, {}) goes back to the pool",
-                expired.lease.0,
-                expired.compute.0,
-                expired.lo,
-                expired.hi
-            );
-        }
+        self.core.expire_leases(now_ms);
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_INTERVAL;
             self.release_quiet_buffers(now);
@@ -721,6 +670,6 @@ impl Server {
         }
         self.remove_closed();
         // Verdicts that arrived in the last moments still count.
-        self.collect_verdicts();
+        self.core.collect_verdicts();
     }
 }

@@ -7,14 +7,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use manage::registry::{ComputeInfo, Identity};
 use manage::scheduler::SchedError;
-use manage::{ComputeId, LeaseId, Millis};
+use manage::{ComputeId, Millis};
 use xmlwire::protocol::{
     self, Challenge, ErrorCode, ErrorMessage, Hello, Hex, Message, Stopping, Welcome,
 };
 use xmlwire::{auth, XmlStr};
 
 use super::connection::{AuthState, Role};
-use super::store::ComputeRow;
+use super::store::{JoinedCompute, StoreError};
 use super::{kernel_algorithm, After, Core, Links};
 
 pub(super) fn shutdown_message(reason: &str) -> Message<'_> {
@@ -62,7 +62,7 @@ pub(super) fn sched_error_code(error: &SchedError) -> ErrorCode {
 
 impl Core {
     /// Keeps the first store error; the loop stops on it before sending any reply.
-    pub(super) fn persist(&mut self, written: Result<(), String>) {
+    pub(super) fn persist(&mut self, written: Result<(), StoreError>) {
         if let Err(error) = written {
             log::error!("{error}");
             self.store_failure.get_or_insert(error);
@@ -153,22 +153,7 @@ impl Core {
             }
             (Role::Compute(id), Message::Request) => self.request(id, outbox, now_ms),
             (Role::Compute(id), Message::Progress(progress)) => {
-                match self.scheduler.progress(
-                    ComputeId(id),
-                    LeaseId(progress.lease),
-                    progress.done,
-                    now_ms,
-                ) {
-                    Ok(()) => After::Continue,
-                    // A compute whose lease expired keeps going until it hears; not an offence.
-                    Err(SchedError::LeaseEnded(_)) => After::Continue,
-                    Err(error) => {
-                        log::warn!("compute {id}: bad progress: {error}");
-                        let text = error.to_string();
-                        error_reply(sched_error_code(&error), &text).encode(outbox);
-                        After::Close
-                    }
-                }
+                self.progress(id, outbox, progress, now_ms)
             }
             (Role::Compute(id), Message::Result(result)) => self.result(id, outbox, result, now_ms),
             (Role::Compute(_), Message::Bye)
@@ -304,7 +289,7 @@ impl Core {
         };
         let id = self.scheduler.join(info, now_ms).0;
         let address = peer.to_string();
-        let row = ComputeRow {
+        let row = JoinedCompute {
             id: ComputeId(id),
             host: &host,
             pid,

@@ -1,15 +1,15 @@
-//! The search's messages: requests, results, and a compute leaving.
+//! The search's messages (request, progress, result), a compute leaving, leases expiring, and
+//! the verifier's verdicts: each asks the scheduler, stores what it says, and logs it.
 
 use std::time::Instant;
 
 use manage::checks::CheckOutcome;
-use manage::scheduler::{PerfectFinding, RequestOutcome, SchedError};
+use manage::scheduler::{RequestOutcome, ResultReport, SchedError};
 use manage::{ComputeId, LeaseId, Millis};
-use xmlwire::protocol::{self, Ack, ErrorCode, Message, Wait, WorkResult};
+use xmlwire::protocol::{self, Ack, ErrorCode, Message, Progress, Wait, WorkResult};
 
+use super::events::Event;
 use super::session::{error_reply, sched_error_code};
-use super::store::StoredLease;
-use super::verify::Claim;
 use super::{After, Core};
 
 impl Core {
@@ -20,24 +20,12 @@ impl Core {
         }
         match self.scheduler.request(ComputeId(id), now_ms) {
             Ok(RequestOutcome::Assign(assignment)) => {
-                let (host, pid) = self
-                    .scheduler
-                    .registry()
-                    .get(ComputeId(id))
-                    .map(|r| (r.info.identity.host.clone(), r.info.identity.pid))
-                    .unwrap_or_default();
-                let lease = StoredLease {
-                    id: assignment.lease,
-                    compute: ComputeId(id),
-                    host,
-                    pid,
-                    lo: assignment.lo,
-                    hi: assignment.hi,
-                };
-                let written = self
-                    .store
-                    .lease_issued(&lease, now_ms, assignment.deadline_ms);
-                self.persist(written);
+                if let Some(lease) = self.scheduler.outstanding(assignment.lease) {
+                    let written = self
+                        .store
+                        .lease_issued(&lease, now_ms, assignment.deadline_ms);
+                    self.persist(written);
+                }
                 log::info!(
                     "assign {} {} [{}, {}) ({} numbers) to compute {id}, predicted {:.1} s",
                     if assignment.check {
@@ -50,6 +38,17 @@ impl Core {
                     assignment.hi,
                     assignment.hi - assignment.lo,
                     assignment.predicted_ms as f64 / 1000.0
+                );
+                self.events.record(
+                    now_ms,
+                    Event::Assign {
+                        lease: assignment.lease.0,
+                        compute: id,
+                        lo: assignment.lo,
+                        hi: assignment.hi,
+                        predicted_ms: assignment.predicted_ms,
+                        check: assignment.check,
+                    },
                 );
                 Message::Assign(protocol::Assign {
                     lease: assignment.lease.0,
@@ -73,6 +72,31 @@ impl Core {
         }
     }
 
+    pub(super) fn progress(
+        &mut self,
+        id: u64,
+        outbox: &mut Vec<u8>,
+        progress: Progress,
+        now_ms: Millis,
+    ) -> After {
+        match self.scheduler.progress(
+            ComputeId(id),
+            LeaseId(progress.lease),
+            progress.done,
+            now_ms,
+        ) {
+            Ok(()) => After::Continue,
+            // A compute whose lease expired keeps going until it hears; not an offence.
+            Err(SchedError::LeaseEnded(_)) => After::Continue,
+            Err(error) => {
+                log::warn!("compute {id}: bad progress: {error}");
+                let text = error.to_string();
+                error_reply(sched_error_code(&error), &text).encode(outbox);
+                After::Close
+            }
+        }
+    }
+
     pub(super) fn result(
         &mut self,
         id: u64,
@@ -80,25 +104,16 @@ impl Core {
         result: WorkResult,
         now_ms: Millis,
     ) -> After {
-        // What this result adds, before the scheduler counts it: only these pieces are stored,
-        // so the stored ranges stay disjoint.
-        let pieces: Vec<(u64, u64)> = self
-            .scheduler
-            .pool()
-            .done()
-            .gaps(result.lo, result.hi)
-            .collect();
-        let outcome = self.scheduler.result(
-            ComputeId(id),
-            LeaseId(result.lease),
-            result.lo,
-            result.hi,
-            result.elapsed_ms,
-            result.checksum,
-            result.perfect.as_slice(),
-            now_ms,
-        );
-        let outcome = match outcome {
+        let report = ResultReport {
+            compute: ComputeId(id),
+            lease: LeaseId(result.lease),
+            lo: result.lo,
+            hi: result.hi,
+            elapsed_ms: result.elapsed_ms,
+            checksum: result.checksum,
+            perfect: result.perfect.as_slice(),
+        };
+        let outcome = match self.scheduler.result(&report, now_ms) {
             Ok(outcome) => outcome,
             Err(error @ (SchedError::UnknownLease(_) | SchedError::LeaseEnded(_))) => {
                 // Not an offence: the compute drops the result and carries on.
@@ -114,34 +129,7 @@ impl Core {
                 return After::Close;
             }
         };
-        let host = self
-            .scheduler
-            .registry()
-            .get(ComputeId(id))
-            .map(|r| r.info.identity.host.clone())
-            .unwrap_or_default();
-        let whole = pieces == [(result.lo, result.hi)];
-        let mut written = self.store.ranges_done(
-            &pieces,
-            ComputeId(id),
-            &host,
-            result.elapsed_ms,
-            whole.then_some(result.checksum),
-            now_ms,
-        );
-        if written.is_ok() && !outcome.late {
-            written = self.store.lease_ended(LeaseId(result.lease));
-        }
-        for &n in &outcome.claims {
-            if written.is_ok() {
-                written = self.store.claim(&PerfectFinding {
-                    n,
-                    compute: ComputeId(id),
-                    host: host.clone(),
-                    found_ms: now_ms,
-                });
-            }
-        }
+        let written = self.store.result_taken(&outcome.record);
         self.persist(written);
         // Sent after the batch's commit, like every reply.
         Message::Ack(Ack {
@@ -164,19 +152,27 @@ impl Core {
             },
             result.checksum
         );
+        self.events.record(
+            now_ms,
+            Event::Result {
+                lease: result.lease,
+                compute: id,
+                lo: result.lo,
+                hi: result.hi,
+                elapsed_ms: result.elapsed_ms,
+                checksum: result.checksum,
+                new: outcome.newly_counted,
+                late: outcome.late,
+            },
+        );
         if let Some(check) = &outcome.check {
             log_check(id, result.lo, result.hi, check);
         }
         if let Some(flagged) = &outcome.flagged {
             log_flagged(flagged);
         }
-        for n in outcome.claims {
-            self.verifier.submit(Claim {
-                n,
-                compute: id,
-                host: host.clone(),
-                found_ms: now_ms,
-            });
+        for claim in outcome.record.claims {
+            self.verifier.submit(claim);
         }
         if self.config.exit_when_done && self.scheduler.is_done() {
             return After::Shutdown("every number of the search is tested".into());
@@ -215,8 +211,66 @@ impl Core {
                         back.join(" ")
                     );
                 }
+                self.events.record(now_ms, Event::Left { compute: id });
             }
             Err(error) => log::warn!("compute {id} left ({why}): {error}"),
+        }
+    }
+
+    /// The leases whose deadline passed: their ranges go back to the pool.
+    pub(super) fn expire_leases(&mut self, now_ms: Millis) {
+        for expired in self.scheduler.expire(now_ms) {
+            let written = self.store.lease_ended(expired.lease);
+            self.persist(written);
+            log::warn!(
+                "lease {} of compute {} expired: [{}, {}) goes back to the pool",
+                expired.lease.0,
+                expired.compute.0,
+                expired.lo,
+                expired.hi
+            );
+            self.events.record(
+                now_ms,
+                Event::Expired {
+                    lease: expired.lease.0,
+                    compute: expired.compute.0,
+                    lo: expired.lo,
+                    hi: expired.hi,
+                },
+            );
+        }
+    }
+
+    /// The verifier's verdicts on claimed perfect numbers: a true one is recorded, a false one
+    /// flags the compute that claimed it.
+    pub(super) fn collect_verdicts(&mut self) {
+        for verdict in self.verifier.ready() {
+            let claim = verdict.claim;
+            let written = self.store.claim_checked(&claim, verdict.perfect);
+            self.persist(written);
+            let now_ms = self.clock.ms(Instant::now());
+            if !verdict.perfect {
+                log::warn!(
+                    "compute {} on {} claimed {}, which is not perfect: not recorded",
+                    claim.compute.0,
+                    claim.host,
+                    claim.n
+                );
+                if let Some(flagged) = self.scheduler.claim_refuted(claim.compute, claim.n, now_ms)
+                {
+                    log_flagged(&flagged);
+                }
+                continue;
+            }
+            let (n, compute) = (claim.n, claim.compute.0);
+            let message = format!(
+                "perfect number {n} found by compute {compute} on {}",
+                claim.host
+            );
+            if self.scheduler.record_perfect(claim) {
+                log::info!("{message}");
+                self.events.record(now_ms, Event::Perfect { n, compute });
+            }
         }
     }
 }
