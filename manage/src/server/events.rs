@@ -21,11 +21,22 @@ use manage::Millis;
 /// One event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// manage listens (the port the kernel chose, for port 0) on the search `start..=until`.
+    /// manage listens (the port the kernel chose, for port 0) on the search `start..=until`,
+    /// with `tested` numbers done already (`resumed`: from the state of an earlier run).
     Listening {
         address: SocketAddr,
         start: u64,
         until: u64,
+        resumed: bool,
+        tested: u64,
+    },
+    /// A lease outstanding at the last stop: its range is back in the pool, and its compute's
+    /// result is still taken (as a late one).
+    Restored {
+        lease: u64,
+        compute: u64,
+        lo: u64,
+        hi: u64,
     },
     /// A lease was issued.
     Assign {
@@ -80,7 +91,19 @@ impl fmt::Display for Event<'_> {
                 address,
                 start,
                 until,
-            } => write!(f, "listening address={address} start={start} until={until}"),
+                resumed,
+                tested,
+            } => write!(
+                f,
+                "listening address={address} start={start} until={until} resumed={} tested={tested}",
+                flag(resumed)
+            ),
+            Event::Restored {
+                lease,
+                compute,
+                lo,
+                hi,
+            } => write!(f, "restored lease={lease} compute={compute} lo={lo} hi={hi}"),
             Event::Assign {
                 lease,
                 compute,
@@ -190,6 +213,11 @@ impl EventLog {
         }
     }
 
+    /// Drops the lines not written yet: their batch's commit failed, so they did not happen.
+    pub fn discard(&mut self) {
+        self.pending.clear();
+    }
+
     /// Writes the buffered lines out. A log that cannot be written is given up, with a warning:
     /// it must not stop the search.
     pub fn flush(&mut self) {
@@ -218,6 +246,14 @@ mod tests {
                 address: "127.0.0.1:4242".parse().unwrap(),
                 start: 1,
                 until: 100,
+                resumed: true,
+                tested: 40,
+            },
+            Event::Restored {
+                lease: 9,
+                compute: 4,
+                lo: 41,
+                hi: 60,
             },
             Event::Assign {
                 lease: 1,
@@ -260,7 +296,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "listening address=127.0.0.1:4242 start=1 until=100",
+                "listening address=127.0.0.1:4242 start=1 until=100 resumed=1 tested=40",
+                "restored lease=9 compute=4 lo=41 hi=60",
                 "assign lease=1 compute=2 lo=1 hi=50 predicted-ms=120 check=0",
                 "result lease=1 compute=2 lo=1 hi=50 elapsed-ms=130 checksum=77 new=49 late=1",
                 "left compute=2",

@@ -198,6 +198,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     scheduler_config.deadline_floor_ms = config.lease_floor.as_millis().max(1) as u64;
     scheduler_config.double_check = config.double_check;
     let scheduler = Scheduler::restore(scheduler_config, KernelCost, snapshot)?;
+    let clock = Clock::new();
+    let started_ms = clock.ms(Instant::now());
     // Leases outstanding at the last stop go back to the pool (restore left them undone).
     for lease in &snapshot.outstanding {
         log::info!(
@@ -208,6 +210,15 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             lease.compute.0
         );
         store.lease_ended(lease.id)?;
+        events.record(
+            started_ms,
+            Event::Restored {
+                lease: lease.id.0,
+                compute: lease.compute.0,
+                lo: lease.lo,
+                hi: lease.hi,
+            },
+        );
     }
     store.commit()?;
     for claim in recovered.claims {
@@ -232,13 +243,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         status.until,
         config.target.as_secs_f64()
     );
-    let clock = Clock::new();
     events.record(
-        clock.ms(Instant::now()),
+        started_ms,
         Event::Listening {
             address,
             start: status.start,
             until: status.until,
+            resumed: !recovered.fresh,
+            tested: status.tested,
         },
     );
     events.flush();

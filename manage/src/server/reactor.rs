@@ -163,7 +163,10 @@ impl Server {
                 }
             }
             self.on_timers();
-            self.commit_and_flush()?;
+            if let Err(error) = self.commit_and_flush() {
+                self.core.events.discard();
+                return Err(error);
+            }
             self.remove_closed();
             if self.finished() {
                 return Ok(());
