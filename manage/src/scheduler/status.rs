@@ -74,10 +74,6 @@ pub struct FlaggedRow {
     pub refused: bool,
     /// The latest offence.
     pub last: Offence,
-    /// The compute id that committed it.
-    pub last_compute: ComputeId,
-    /// When.
-    pub last_ms: Millis,
 }
 
 /// The whole state, as plain data for the status document.
@@ -99,8 +95,6 @@ pub struct StatusView<A> {
     pub done: bool,
     /// Numbers in live leases.
     pub leased: u64,
-    /// Numbers given back, waiting to be handed out again.
-    pub returned: u64,
     /// Sum of the computes' measured numbers per second.
     pub numbers_per_sec: f64,
     /// Verified perfect numbers, increasing.
@@ -160,7 +154,6 @@ impl<C: CostModel> Scheduler<C> {
             frontier: self.pool.frontier(),
             done: self.pool.is_done(),
             leased: self.pool.leased().len(),
-            returned: self.pool.returned().len(),
             numbers_per_sec: computes.iter().map(|row| row.numbers_per_sec).sum(),
             perfect: self.perfect.values().cloned().collect(),
             computes,
@@ -175,8 +168,6 @@ impl<C: CostModel> Scheduler<C> {
                     flags: record.flags,
                     refused: self.flags.is_refused(identity),
                     last: record.last,
-                    last_compute: record.last_compute,
-                    last_ms: record.last_ms,
                 })
                 .collect(),
         }

@@ -19,7 +19,7 @@ use xmlwire::{Limits, XmlStr};
 
 use super::connection::{Connection, ReadOutcome, Role};
 use super::error::{setup, ServerError};
-use super::session::shutdown_message;
+use super::session::{shutdown_message, Sender};
 use super::{After, Core};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -339,15 +339,16 @@ impl Server {
                         liveness.heard(now);
                     }
                     match protocol::decode(&frame) {
-                        Ok(message) => self.core.handle(
-                            key,
-                            peer,
-                            &mut connection.role,
-                            &mut connection.auth,
-                            &mut connection.outbox,
-                            message,
-                            now,
-                        ),
+                        Ok(message) => {
+                            let from = Sender {
+                                key,
+                                peer,
+                                role: &mut connection.role,
+                                auth: &mut connection.auth,
+                                outbox: &mut connection.outbox,
+                            };
+                            self.core.handle(from, message, now)
+                        }
                         Err(error) => {
                             log::warn!("bad message from {peer}: {error}; closing");
                             let reply = error.to_message(&frame);

@@ -60,6 +60,20 @@ pub(super) fn sched_error_code(error: &SchedError) -> ErrorCode {
     }
 }
 
+/// The connection a message came from, in parts: its reader is borrowed by the message.
+pub(super) struct Sender<'c> {
+    /// Its slab key.
+    pub key: usize,
+    /// Its peer's address.
+    pub peer: SocketAddr,
+    /// What it is, as far as its messages told.
+    pub role: &'c mut Role,
+    /// Its authentication state.
+    pub auth: &'c mut AuthState,
+    /// Its replies.
+    pub outbox: &'c mut Vec<u8>,
+}
+
 impl Core {
     /// Keeps the first store error; the loop stops on it before sending any reply.
     pub(super) fn persist(&mut self, written: Result<(), StoreError>) {
@@ -69,24 +83,27 @@ impl Core {
         }
     }
 
-    /// Handles one decoded message from connection `key`, writing any reply to `outbox`.
-    // The connection's parts come one by one: its reader is borrowed by `message`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn handle(
-        &mut self,
-        key: usize,
-        peer: SocketAddr,
-        role: &mut Role,
-        auth: &mut AuthState,
-        outbox: &mut Vec<u8>,
-        message: Message<'_>,
-        now: Instant,
-    ) -> After {
+    /// Handles one decoded message from a connection, writing any reply to its outbox.
+    pub(super) fn handle(&mut self, from: Sender<'_>, message: Message<'_>, now: Instant) -> After {
+        let Sender {
+            key,
+            peer,
+            role,
+            auth,
+            outbox,
+        } = from;
         let now_ms = self.clock.ms(now);
         let compute_unproven = matches!(role, Role::Compute(_)) && !auth.authorized;
         match (*role, message) {
             (Role::Unknown, Message::Hello(hello)) => {
-                self.hello(key, peer, role, auth, outbox, hello, now_ms)
+                let from = Sender {
+                    key,
+                    peer,
+                    role,
+                    auth,
+                    outbox,
+                };
+                self.hello(from, hello, now_ms)
             }
             (Role::Compute(id), Message::Auth(answer)) => {
                 if !self.config.require_token {
@@ -246,17 +263,14 @@ impl Core {
         Some(After::Close)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn hello(
-        &mut self,
-        key: usize,
-        peer: SocketAddr,
-        role: &mut Role,
-        auth: &mut AuthState,
-        outbox: &mut Vec<u8>,
-        hello: Hello<'_>,
-        now_ms: Millis,
-    ) -> After {
+    pub(super) fn hello(&mut self, from: Sender<'_>, hello: Hello<'_>, now_ms: Millis) -> After {
+        let Sender {
+            key,
+            peer,
+            role,
+            auth,
+            outbox,
+        } = from;
         if let Err(reply) = hello.check_version() {
             log::warn!(
                 "compute at {peer} speaks protocol version {}; refused",

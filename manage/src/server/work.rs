@@ -63,12 +63,7 @@ impl Core {
                 Message::Wait(Wait { ms }).encode(outbox);
                 After::Continue
             }
-            Err(error) => {
-                log::warn!("compute {id}: request refused: {error}");
-                let text = error.to_string();
-                error_reply(sched_error_code(&error), &text).encode(outbox);
-                After::Close
-            }
+            Err(error) => refuse(id, "request refused", &error, outbox),
         }
     }
 
@@ -88,12 +83,7 @@ impl Core {
             Ok(()) => After::Continue,
             // A compute whose lease expired keeps going until it hears; not an offence.
             Err(SchedError::LeaseEnded(_)) => After::Continue,
-            Err(error) => {
-                log::warn!("compute {id}: bad progress: {error}");
-                let text = error.to_string();
-                error_reply(sched_error_code(&error), &text).encode(outbox);
-                After::Close
-            }
+            Err(error) => refuse(id, "bad progress", &error, outbox),
         }
     }
 
@@ -122,12 +112,7 @@ impl Core {
                 error_reply(ErrorCode::UnknownLease, &text).encode(outbox);
                 return After::Continue;
             }
-            Err(error) => {
-                log::warn!("compute {id}: bad result: {error}");
-                let text = error.to_string();
-                error_reply(sched_error_code(&error), &text).encode(outbox);
-                return After::Close;
-            }
+            Err(error) => return refuse(id, "bad result", &error, outbox),
         };
         let written = self.store.result_taken(&outcome.record);
         self.persist(written);
@@ -273,6 +258,14 @@ impl Core {
             }
         }
     }
+}
+
+/// Answers a message the scheduler refused with its error, and closes the connection.
+fn refuse(id: u64, what: &str, error: &SchedError, outbox: &mut Vec<u8>) -> After {
+    log::warn!("compute {id}: {what}: {error}");
+    let text = error.to_string();
+    error_reply(sched_error_code(error), &text).encode(outbox);
+    After::Close
 }
 
 pub(super) fn log_flagged(flagged: &manage::flags::Flagged) {
