@@ -57,7 +57,7 @@ struct Cli {
     /// this; after it the range may go to another compute.
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     lease_floor: f64,
-    /// Append the event log to FILE (`-`: standard output): one line per lease event, in a
+    /// Append the event log to FILE (`-`: standard output): one line per lease or job event, in a
     /// stable format for programs (see docs/design.md).
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,

@@ -1,4 +1,4 @@
-//! The event log (`--events FILE`): one line per lease event, in a stable format meant for
+//! The event log (`--events FILE`): one line per lease or job event, in a stable format meant for
 //! programs (the end-to-end tests read it), unlike the log on stderr, which is for people and
 //! may change. docs/design.md ("The event log") describes the format; changing it is a change
 //! of interface.
@@ -70,6 +70,16 @@ pub enum Event<'a> {
         lo: u64,
         hi: u64,
     },
+    /// A compute's control connection said it runs jobs.
+    AcceptsJobs { compute: u64 },
+    /// A step of job `job` (`received`, `queued`, `rejected`, `sent`, `send-failed`,
+    /// `failed-over`, `finished`, `failed`, `orphaned`, `dropped`), on `compute` if one is
+    /// concerned.
+    Job {
+        job: u64,
+        step: &'a str,
+        compute: Option<u64>,
+    },
     /// A claimed perfect number was verified and recorded.
     Perfect { n: u64, compute: u64 },
     /// manage stopped: the search's state at the end.
@@ -137,6 +147,14 @@ impl fmt::Display for Event<'_> {
                 lo,
                 hi,
             } => write!(f, "expired lease={lease} compute={compute} lo={lo} hi={hi}"),
+            Event::AcceptsJobs { compute } => write!(f, "accepts-jobs compute={compute}"),
+            Event::Job { job, step, compute } => {
+                write!(f, "job id={job} step={step}")?;
+                match compute {
+                    Some(compute) => write!(f, " compute={compute}"),
+                    None => Ok(()),
+                }
+            }
             Event::Perfect { n, compute } => write!(f, "perfect n={n} compute={compute}"),
             Event::Stopped {
                 tested,
@@ -280,6 +298,17 @@ mod tests {
                 lo: 50,
                 hi: 60,
             },
+            Event::AcceptsJobs { compute: 2 },
+            Event::Job {
+                job: 7,
+                step: "received",
+                compute: None,
+            },
+            Event::Job {
+                job: 7,
+                step: "sent",
+                compute: Some(2),
+            },
             Event::Perfect { n: 28, compute: 2 },
             Event::Stopped {
                 tested: 100,
@@ -302,6 +331,9 @@ mod tests {
                 "result lease=1 compute=2 lo=1 hi=50 elapsed-ms=130 checksum=77 new=49 late=1",
                 "left compute=2",
                 "expired lease=3 compute=2 lo=50 hi=60",
+                "accepts-jobs compute=2",
+                "job id=7 step=received",
+                "job id=7 step=sent compute=2",
                 "perfect n=28 compute=2",
                 "stopped tested=100 frontier=101 perfect=6,28",
                 "stopped tested=0 frontier=1 perfect=",

@@ -10,6 +10,7 @@ use manage::{ComputeId, Millis};
 use xmlwire::protocol::{ErrorCode, Job, JobResult, JobStatus, Message, Output, Run, Schedule};
 use xmlwire::XmlStr;
 
+use super::events::Event;
 use super::session::error_reply;
 use super::{After, Core, Outgoing};
 
@@ -20,22 +21,73 @@ const JOB_MARGIN_MS: u64 = 90_000;
 const MAX_JOB_TIME_MS: u64 = 600_000;
 const MAX_JOB_MEMORY_MB: u64 = 16_384;
 
+/// A step of a job's life, as the log, the `jobs` table and the event log name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum JobStep {
+    /// A `<run>` came in.
+    Received,
+    /// No compute had room: it waits in the queue.
+    Queued,
+    /// Refused: limits over the maximum, or no room at all (`busy`).
+    Rejected,
+    /// Sent to a compute.
+    Sent,
+    /// Its compute has no control connection: it goes elsewhere.
+    SendFailed,
+    /// Sent to another compute after its first went away.
+    FailedOver,
+    /// Its `<job-result>` came back.
+    Finished,
+    /// Given up (no compute left to try, or past its deadline).
+    Failed,
+    /// Its report left while it ran: the result will be dropped.
+    Orphaned,
+    /// Its report left while it was queued: it never runs.
+    Dropped,
+}
+
+impl JobStep {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            JobStep::Received => "received",
+            JobStep::Queued => "queued",
+            JobStep::Rejected => "rejected",
+            JobStep::Sent => "sent",
+            JobStep::SendFailed => "send-failed",
+            JobStep::FailedOver => "failed-over",
+            JobStep::Finished => "finished",
+            JobStep::Failed => "failed",
+            JobStep::Orphaned => "orphaned",
+            JobStep::Dropped => "dropped",
+        }
+    }
+}
+
 impl Core {
-    /// Records one job event in the log and the `jobs` table.
+    /// Records one step of a job in the log, the `jobs` table and the event log.
     pub(super) fn job_event(
         &mut self,
         job: u64,
         now_ms: Millis,
-        event: &str,
+        step: JobStep,
         compute: Option<u64>,
         detail: &str,
     ) {
+        let name = step.as_str();
         match compute {
-            Some(c) => log::info!("job {job}: {event} (compute {c}) {detail}"),
-            None => log::info!("job {job}: {event} {detail}"),
+            Some(c) => log::info!("job {job}: {name} (compute {c}) {detail}"),
+            None => log::info!("job {job}: {name} {detail}"),
         }
-        let written = self.store.job_event(job, now_ms, event, compute, detail);
+        let written = self.store.job_event(job, now_ms, name, compute, detail);
         self.persist(written);
+        self.events.record(
+            now_ms,
+            Event::Job {
+                job,
+                step: name,
+                compute,
+            },
+        );
     }
 
     /// A `<run>` that passed the token gate.
@@ -63,7 +115,7 @@ impl Core {
             program.memory_limit_mb,
             run.schedule.as_str()
         );
-        self.job_event(id, now_ms, "received", None, &detail);
+        self.job_event(id, now_ms, JobStep::Received, None, &detail);
         if program.time_limit_ms == 0
             || program.time_limit_ms > MAX_JOB_TIME_MS
             || program.memory_limit_mb == 0
@@ -72,7 +124,7 @@ impl Core {
             let why = format!(
                 "limits out of range: time 1 to {MAX_JOB_TIME_MS} ms, memory 1 to {MAX_JOB_MEMORY_MB} MiB"
             );
-            self.job_event(id, now_ms, "rejected", None, &why);
+            self.job_event(id, now_ms, JobStep::Rejected, None, &why);
             Message::JobResult(failed_result(id, JobStatus::Rejected, &why)).encode(outbox);
             return After::Close;
         }
@@ -100,11 +152,17 @@ impl Core {
             Submitted::Queued => {
                 self.job_messages.insert(id, message);
                 let queued = self.jobs.queued();
-                self.job_event(id, now_ms, "queued", None, &format!("({queued} waiting)"));
+                self.job_event(
+                    id,
+                    now_ms,
+                    JobStep::Queued,
+                    None,
+                    &format!("({queued} waiting)"),
+                );
                 After::Continue
             }
             Submitted::Busy(why) => {
-                self.job_event(id, now_ms, "rejected", None, why);
+                self.job_event(id, now_ms, JobStep::Rejected, None, why);
                 error_reply(ErrorCode::Busy, why).encode(outbox);
                 After::Close
             }
@@ -129,14 +187,18 @@ impl Core {
                                 bytes: bytes.clone(),
                                 close: false,
                             });
-                            let event = if failover { "failed-over" } else { "sent" };
+                            let event = if failover {
+                                JobStep::FailedOver
+                            } else {
+                                JobStep::Sent
+                            };
                             self.job_event(job, now_ms, event, Some(compute), "");
                         }
                         _ => {
                             self.job_event(
                                 job,
                                 now_ms,
-                                "send-failed",
+                                JobStep::SendFailed,
                                 Some(compute),
                                 "no control connection",
                             );
@@ -146,7 +208,7 @@ impl Core {
                 }
                 Action::Fail { job, owner, why } => {
                     self.job_messages.remove(&job);
-                    self.job_event(job, now_ms, "failed", None, &why);
+                    self.job_event(job, now_ms, JobStep::Failed, None, &why);
                     match owner {
                         Some(owner) => {
                             let mut bytes = Vec::new();
@@ -181,7 +243,7 @@ impl Core {
                 self.job_event(
                     job,
                     now_ms,
-                    "orphaned",
+                    JobStep::Orphaned,
                     None,
                     "its report left; the result will be dropped",
                 );
@@ -190,7 +252,7 @@ impl Core {
                 self.job_event(
                     job,
                     now_ms,
-                    "dropped",
+                    JobStep::Dropped,
                     None,
                     "its report left while it was queued",
                 );
@@ -213,7 +275,7 @@ impl Core {
             (None, Some(signal)) => format!("{} signal {signal}", result.status.as_str()),
             _ => result.status.as_str().to_string(),
         };
-        self.job_event(result.id, now_ms, "finished", Some(id), &detail);
+        self.job_event(result.id, now_ms, JobStep::Finished, Some(id), &detail);
         match done.owner {
             Some(owner) => {
                 let host = self

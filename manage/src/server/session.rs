@@ -14,6 +14,7 @@ use xmlwire::protocol::{
 use xmlwire::{auth, XmlStr};
 
 use super::connection::{AuthState, Role};
+use super::events::Event;
 use super::store::{JoinedCompute, StoreError};
 use super::{kernel_algorithm, After, Core, Links};
 
@@ -160,6 +161,8 @@ impl Core {
                 log::debug!("control connection of compute {id} from {peer}");
                 if control.accept_jobs && self.shutdown.is_none() {
                     log::info!("compute {id} accepts jobs");
+                    self.events
+                        .record(now_ms, Event::AcceptsJobs { compute: id });
                     let actions = self.jobs.add_compute(id, now_ms);
                     self.apply(actions, now_ms);
                 }
