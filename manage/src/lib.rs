@@ -26,7 +26,6 @@ pub mod ranges;
 pub mod registry;
 pub mod scheduler;
 pub mod sizing;
-pub mod store;
 
 /// Milliseconds on the reactor's clock. The core only compares and subtracts them (saturating),
 /// so any origin works; the reactor should pass `unix_ms_at_start + monotonic_elapsed_ms`,

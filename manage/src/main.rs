@@ -3,12 +3,7 @@
 //! shuts the cluster down cleanly on SIGINT, SIGQUIT, SIGHUP or SIGTERM.
 #![forbid(unsafe_code)]
 
-mod connection;
-mod listener;
-mod local;
-mod log_output;
 mod server;
-mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +61,10 @@ struct Cli {
     /// the kernel lowers it to net.core.somaxconn).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     listen_backlog: Option<u32>,
+    /// Append the event log to FILE (`-`: standard output): one line per lease or job event, in a
+    /// stable format for programs (see docs/design.md).
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
 }
 
 /// Strict decimal: digits only, no sign, no leading zeros, no overflow.
@@ -80,27 +79,54 @@ fn parse_number(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text} is larger than {}", u64::MAX))
 }
 
-fn seconds(value: f64, what: &str) -> Result<Duration, String> {
-    if value.is_finite() && value > 0.0 && value <= 86_400.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(format!(
-            "{what} must be between 0 and 86400 seconds, not {value}"
-        ))
+/// A command line that parses but asks for something manage cannot do (exit 2).
+#[derive(Debug)]
+enum UsageError {
+    StartIsZero,
+    UntilTooLarge,
+    UntilBelowStart { start: u64, until: u64 },
+    Seconds { option: &'static str, value: f64 },
+    Share(f64),
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsageError::StartIsZero => f.write_str("--start must be at least 1"),
+            UsageError::UntilTooLarge => write!(f, "--until can be at most {}", u64::MAX - 1),
+            UsageError::UntilBelowStart { start, until } => {
+                write!(f, "--until {until} is below --start {start}")
+            }
+            UsageError::Seconds { option, value } => write!(
+                f,
+                "{option} must be between 0 and 86400 seconds, not {value}"
+            ),
+            UsageError::Share(value) => {
+                write!(f, "--double-check takes a share from 0 to 1, not {value}")
+            }
+        }
     }
 }
 
-fn config_from(cli: Cli) -> Result<server::Config, String> {
+fn seconds(value: f64, option: &'static str) -> Result<Duration, UsageError> {
+    if value.is_finite() && value > 0.0 && value <= 86_400.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(UsageError::Seconds { option, value })
+    }
+}
+
+fn config_from(cli: Cli) -> Result<server::Config, UsageError> {
     if cli.start == Some(0) {
-        return Err("--start must be at least 1".into());
+        return Err(UsageError::StartIsZero);
     }
     // The largest number a half-open u64 range [lo, hi) can reach.
     if cli.until == Some(u64::MAX) {
-        return Err(format!("--until can be at most {}", u64::MAX - 1));
+        return Err(UsageError::UntilTooLarge);
     }
     if let (Some(start), Some(until)) = (cli.start, cli.until) {
         if until < start {
-            return Err(format!("--until {until} is below --start {start}"));
+            return Err(UsageError::UntilBelowStart { start, until });
         }
     }
     Ok(server::Config {
@@ -114,16 +140,14 @@ fn config_from(cli: Cli) -> Result<server::Config, String> {
         double_check: if (0.0..=1.0).contains(&cli.double_check) {
             cli.double_check
         } else {
-            return Err(format!(
-                "--double-check takes a share from 0 to 1, not {}",
-                cli.double_check
-            ));
+            return Err(UsageError::Share(cli.double_check));
         },
         target: seconds(cli.target_seconds, "--target-seconds")?,
         exit_when_done: cli.exit_when_done,
         local_computes: cli.local,
         shutdown_grace: seconds(cli.shutdown_grace, "--shutdown-grace")?,
         lease_floor: seconds(cli.lease_floor, "--lease-floor")?,
+        events: cli.events,
     })
 }
 
@@ -186,7 +210,7 @@ fn main() -> ExitCode {
     logger
         .format_timestamp_millis()
         .target(env_logger::Target::Pipe(Box::new(
-            log_output::TickBufferedStderr,
+            server::log_output::TickBufferedStderr,
         )));
     if std::env::var_os("RUST_LOG_STYLE").is_none() {
         logger.write_style(style);
@@ -194,23 +218,23 @@ fn main() -> ExitCode {
     logger.init();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        log_output::flush();
+        server::log_output::flush();
         default_hook(info);
     }));
     let config = match config_from(cli) {
         Ok(config) => config,
-        Err(message) => {
-            eprintln!("manage: {message}");
+        Err(error) => {
+            eprintln!("manage: {error}");
             return ExitCode::from(USAGE);
         }
     };
     let outcome = server::run(config);
-    log_output::flush();
+    server::log_output::flush();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(error) => {
             // One line, not a log line too: both would go to stderr.
-            eprintln!("manage: {message}");
+            eprintln!("manage: {error}");
             ExitCode::FAILURE
         }
     }

@@ -37,7 +37,9 @@ use manage::checks::CheckOutcome;
 use manage::flags::Offence;
 use manage::leases::LeaseLookup;
 use manage::registry::{ComputeInfo, Identity};
-use manage::scheduler::{Assignment, RequestOutcome, SchedError, Scheduler, SchedulerConfig};
+use manage::scheduler::{
+    Assignment, RequestOutcome, ResultReport, SchedError, Scheduler, SchedulerConfig,
+};
 use manage::sizing::{CostModel, SizingConfig};
 use manage::{ComputeId, LeaseId, Millis};
 use proptest::prelude::*;
@@ -688,9 +690,18 @@ impl Sim {
             .find(|c| c.id == compute)
             .map(|c| c.identity);
         let checksum = reporter.map_or(0, |identity| checksum_of(identity, lo, hi));
-        let got = self
-            .scheduler
-            .result(compute, lease, lo, hi, elapsed, checksum, claims, now);
+        let got = self.scheduler.result(
+            &ResultReport {
+                compute,
+                lease,
+                lo,
+                hi,
+                elapsed_ms: elapsed,
+                checksum,
+                perfect: claims,
+            },
+            now,
+        );
         if let Some(c) = self.model_compute(compute) {
             if self.refused(c.identity) {
                 let flags = self.flags[&c.identity];

@@ -1,6 +1,7 @@
 //! Reading a cluster's state for the end-to-end tests: `report --xml` documents parsed into
-//! plain structs, and manage's log lines (assign, result, left, expired) parsed into events, with
-//! checks over them: no two live leases ever overlap, and which numbers the results cover.
+//! plain structs, and manage's event log (`--events -`, on its stdout; the format is in
+//! docs/design.md) parsed into events, with checks over them: no two live leases ever overlap,
+//! and which numbers the results cover.
 
 use std::time::{Duration, Instant};
 
@@ -224,9 +225,9 @@ impl Manage {
         last
     }
 
-    /// Every event manage has logged so far.
+    /// Every lease event in manage's event log so far.
     pub fn events(&self) -> Vec<Event> {
-        parse_events(&self.process.stderr_lines())
+        events_of(&self.process)
     }
 
     /// Waits until manage has assigned compute `id` at least `count` leases; returns the last.
@@ -290,97 +291,100 @@ pub struct ResultEvent {
     pub late_or_partly_new: bool,
 }
 
-/// What manage's log says about leases.
+/// What manage's event log says about leases.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// `assign lease L [lo, hi) (...) to compute C, ...`
+    /// `assign lease=L compute=C lo=.. hi=.. predicted-ms=.. check=..`
     Assign(Lease),
-    /// `result of lease L from compute C: [lo, hi), N numbers in S s (...)..., checksum X`
+    /// `result lease=L compute=C lo=.. hi=.. elapsed-ms=.. checksum=.. new=N late=0|1`
     Result(ResultEvent),
-    /// `compute C left (...)`: every lease it held ended.
+    /// `left compute=C`: every lease it held ended.
     Left {
         /// The compute.
         compute: u64,
     },
-    /// `lease L of compute C expired: ...`
+    /// `expired lease=L ...`
     Expired {
         /// The lease id.
         lease: u64,
     },
 }
 
-/// `[lo, hi)` at the start of `text`, and what follows it.
-fn range(text: &str) -> Option<(u64, u64, &str)> {
-    let text = text.strip_prefix('[')?;
-    let (lo, text) = text.split_once(", ")?;
-    let (hi, rest) = text.split_once(')')?;
-    Some((lo.parse().ok()?, hi.parse().ok()?, rest))
+/// An event line: its name and its `key=value` fields (after the time stamp).
+pub fn event_fields(line: &str) -> Option<(&str, Vec<(&str, &str)>)> {
+    let mut words = line.split_whitespace();
+    words.next()?.parse::<u64>().ok()?;
+    let name = words.next()?;
+    let fields = words.map(|w| w.split_once('=')).collect::<Option<_>>()?;
+    Some((name, fields))
 }
 
-fn first_number(text: &str) -> Option<u64> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|w| !w.is_empty())?
-        .parse()
-        .ok()
+/// The value of `key` among an event's fields, parsed.
+pub fn field<T: std::str::FromStr>(fields: &[(&str, &str)], key: &str) -> Option<T> {
+    fields
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 fn parse_event(line: &str) -> Option<Event> {
-    if let Some((_, rest)) = line.split_once("] assign lease ") {
-        let (lease, rest) = rest.split_once(' ')?;
-        let (lo, hi, rest) = range(rest)?;
-        let (_, rest) = rest.split_once(" to compute ")?;
-        let predicted: f64 = rest
-            .split_once("predicted ")
-            .and_then(|(_, p)| p.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(f64::NAN);
-        return Some(Event::Assign(Lease {
-            lease: lease.parse().ok()?,
-            compute: first_number(rest)?,
-            lo,
-            hi,
-            predicted_ms: (predicted * 1000.0).round() as u64,
-        }));
-    }
-    if let Some((_, rest)) = line.split_once("] result of lease ") {
-        let (lease, rest) = rest.split_once(" from compute ")?;
-        let (compute, rest) = rest.split_once(": ")?;
-        let (lo, hi, rest) = range(rest)?;
-        let (_, after_in) = rest.split_once(" numbers in ")?;
-        let (seconds, after) = after_in.split_once(" s")?;
-        let (_, checksum) = after.rsplit_once("checksum ")?;
-        return Some(Event::Result(ResultEvent {
-            lease: lease.parse().ok()?,
-            compute: compute.parse().ok()?,
-            lo,
-            hi,
-            seconds: seconds.parse().ok()?,
-            checksum: checksum.trim().parse().ok()?,
-            late_or_partly_new: after.contains(", late") || after.contains(" new, "),
-        }));
-    }
-    if let Some((_, rest)) = line.split_once("] compute ") {
-        let (compute, rest) = rest.split_once(' ')?;
-        if rest.starts_with("left") {
-            return Some(Event::Left {
-                compute: compute.parse().ok()?,
-            });
+    let (name, fields) = event_fields(line)?;
+    let get = |key| field::<u64>(&fields, key);
+    match name {
+        "assign" => Some(Event::Assign(Lease {
+            lease: get("lease")?,
+            compute: get("compute")?,
+            lo: get("lo")?,
+            hi: get("hi")?,
+            predicted_ms: get("predicted-ms")?,
+        })),
+        "result" => {
+            let (lo, hi) = (get("lo")?, get("hi")?);
+            Some(Event::Result(ResultEvent {
+                lease: get("lease")?,
+                compute: get("compute")?,
+                lo,
+                hi,
+                seconds: get("elapsed-ms")? as f64 / 1000.0,
+                checksum: get("checksum")?,
+                late_or_partly_new: get("late")? == 1 || get("new")? < hi - lo,
+            }))
         }
+        "left" => Some(Event::Left {
+            compute: get("compute")?,
+        }),
+        "expired" => Some(Event::Expired {
+            lease: get("lease")?,
+        }),
+        _ => None,
     }
-    if let Some((_, rest)) = line.split_once("] lease ") {
-        let (lease, rest) = rest.split_once(' ')?;
-        if rest.contains(" expired: ") {
-            return Some(Event::Expired {
-                lease: lease.parse().ok()?,
-            });
-        }
-    }
-    None
 }
 
-/// The lease events of manage's log, in order.
+/// The lease events among the lines of manage's event log, in order.
 pub fn parse_events(lines: &[String]) -> Vec<Event> {
     lines.iter().filter_map(|l| parse_event(l)).collect()
+}
+
+/// The lease events a manage process has written to its event log (its stdout) so far.
+pub fn events_of(manage: &Process) -> Vec<Event> {
+    parse_events(&manage.stdout_lines())
+}
+
+/// The first event line named `name` (e.g. `listening`) of `manage`, waited for up to
+/// `timeout`, as its `key=value` fields.
+pub fn wait_for_event(
+    manage: &Process,
+    name: &str,
+    timeout: Duration,
+) -> Option<Vec<(String, String)>> {
+    let line = manage.wait_for_stdout(&format!(" {name} "), timeout)?;
+    let (found, fields) = event_fields(&line)?;
+    (found == name).then(|| {
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
 }
 
 /// Replays the events and panics if an assignment ever overlapped a lease still live (not yet
@@ -481,27 +485,31 @@ pub fn perfect_between(lo: u64, hi: u64) -> Vec<u64> {
         .collect()
 }
 
-/// What manage's last log line says: `stopped: N numbers tested, every number below F tested,
-/// perfect numbers: [...]`, as `(N, F, perfect numbers)`.
+/// What manage's last event says: `stopped tested=N frontier=F perfect=A,B,...`, as
+/// `(N, F, perfect numbers)`.
 pub fn parse_stopped(line: &str) -> Option<(u64, u64, Vec<u64>)> {
-    let (_, rest) = line.split_once("stopped: ")?;
-    let (tested, rest) = rest.split_once(" numbers tested, every number below ")?;
-    let (frontier, rest) = rest.split_once(" tested, perfect numbers: [")?;
-    let (list, _) = rest.split_once(']')?;
+    let (name, fields) = event_fields(line)?;
+    if name != "stopped" {
+        return None;
+    }
+    let list: &str = fields.iter().find(|(k, _)| *k == "perfect")?.1;
     let perfect = list
         .split(',')
-        .map(str::trim)
         .filter(|w| !w.is_empty())
         .map(|w| w.parse().ok())
         .collect::<Option<Vec<u64>>>()?;
-    Some((tested.parse().ok()?, frontier.parse().ok()?, perfect))
+    Some((
+        field(&fields, "tested")?,
+        field(&fields, "frontier")?,
+        perfect,
+    ))
 }
 
-/// The `stopped: ...` line of a manage that exited, parsed; panics if there is none.
+/// The `stopped` event of a manage that exited, parsed; panics if there is none.
 pub fn final_state(manage: &Process) -> (u64, u64, Vec<u64>) {
     let line = manage
-        .wait_for_stderr("] stopped: ", Duration::from_secs(5))
-        .expect("manage logs a final `stopped:` line");
+        .wait_for_stdout(" stopped ", Duration::from_secs(5))
+        .expect("manage writes a final `stopped` event");
     parse_stopped(&line).unwrap_or_else(|| panic!("cannot parse {line:?}"))
 }
 
@@ -524,14 +532,15 @@ mod tests {
     }
 
     #[test]
-    fn parses_log_lines() {
+    fn parses_event_lines() {
         let lines: Vec<String> = [
-            "[2026-11-21T14:03:48.429Z INFO  manage::server] assign lease 1 [1, 2291713) (2291712 numbers) to compute 1, predicted 0.1 s",
-            "[2026-11-21T14:03:48.569Z INFO  manage::server] result of lease 1 from compute 1: [1, 2291713), 2291712 numbers in 0.12 s (18481548/s), checksum 1693579442933",
-            "[2026-11-21T14:03:48.569Z INFO  manage::server] result of lease 9 from compute 2: [5, 10), 5 numbers in 1.50 s (3/s), late, 2 new, checksum 7",
-            "[2026-11-21T14:03:49.407Z INFO  manage::server] compute 2 left (closing after the reply)",
-            "[2026-11-21T14:03:49.407Z WARN  manage::server] lease 4 of compute 2 expired: [1, 2) goes back to the pool",
-            "[2026-11-21T14:03:48.574Z INFO  manage::server] perfect number 6 found by compute 1 on vm",
+            "1763733828429 listening address=127.0.0.1:4242 start=1 until=40000000 resumed=0 tested=0",
+            "1763733828429 assign lease=1 compute=1 lo=1 hi=2291713 predicted-ms=100 check=0",
+            "1763733828569 result lease=1 compute=1 lo=1 hi=2291713 elapsed-ms=120 checksum=1693579442933 new=2291712 late=0",
+            "1763733828569 result lease=9 compute=2 lo=5 hi=10 elapsed-ms=1500 checksum=7 new=2 late=1",
+            "1763733829407 left compute=2",
+            "1763733829407 expired lease=4 compute=2 lo=1 hi=2",
+            "1763733828574 perfect n=6 compute=1",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -573,16 +582,14 @@ mod tests {
     }
 
     #[test]
-    fn parses_the_final_line() {
-        let line = "[2026-11-21T14:03:49.419Z INFO  manage::server] stopped: 40000000 numbers tested, every number below 40000001 tested, perfect numbers: [6, 28, 496, 8128, 33550336]";
+    fn parses_the_final_event() {
+        let line = "1763733829419 stopped tested=40000000 frontier=40000001 perfect=6,28,496,8128,33550336";
         assert_eq!(
             parse_stopped(line),
             Some((40_000_000, 40_000_001, vec![6, 28, 496, 8128, 33_550_336]))
         );
         assert_eq!(
-            parse_stopped(
-                "x] stopped: 0 numbers tested, every number below 1 tested, perfect numbers: []"
-            ),
+            parse_stopped("1 stopped tested=0 frontier=1 perfect="),
             Some((0, 1, vec![]))
         );
     }

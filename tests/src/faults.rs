@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::cluster::{merged_results, parse_events, results, StatusDoc};
+use crate::cluster::{events_of, merged_results, results, StatusDoc};
 use crate::{Manage, Process, PERFECT_NUMBERS, SIGKILL};
 
 /// A small deterministic generator (splitmix64) for the tests' random choices. The seed is
@@ -109,9 +109,7 @@ pub fn restart(manage: &mut Manage, extra: &[&str]) -> Process {
     loop {
         let mut process =
             Manage::start_on_state_in(manage.netns.as_deref(), manage.state.path(), &listen, extra);
-        if process
-            .wait_for_stderr("listening on ", Duration::from_secs(60))
-            .is_some()
+        if crate::cluster::wait_for_event(&process, "listening", Duration::from_secs(60)).is_some()
         {
             let address = crate::listening_address(&process);
             assert_eq!(
@@ -131,18 +129,26 @@ pub fn restart(manage: &mut Manage, extra: &[&str]) -> Process {
     }
 }
 
-/// What the restarted manage says it resumed: `state in ...: resumed; N numbers tested, ...`.
+/// What the restarted manage says it resumed with: the `tested` of its `listening` event, which
+/// must say `resumed=1`.
 pub fn resumed_tested(manage: &Process) -> u64 {
-    let line = manage
-        .wait_for_stderr(": resumed; ", Duration::from_secs(10))
-        .expect("a restarted manage says it resumed its state");
-    let (_, after) = line.split_once(": resumed; ").expect("the marker");
-    let (tested, _) = after
-        .split_once(" numbers tested")
-        .unwrap_or_else(|| panic!("no count in {line:?}"));
-    tested
+    let fields = crate::cluster::wait_for_event(manage, "listening", Duration::from_secs(10))
+        .expect("a restarted manage says it listens");
+    let value = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
+    };
+    assert_eq!(
+        value("resumed"),
+        "1",
+        "manage resumed its state: {fields:?}"
+    );
+    value("tested")
         .parse()
-        .unwrap_or_else(|e| panic!("bad count in {line:?}: {e}"))
+        .unwrap_or_else(|e| panic!("bad count in {fields:?}: {e}"))
 }
 
 /// The durable state in a state folder, opened read-only.
@@ -258,9 +264,9 @@ pub fn covers(ranges: &[(u64, u64)], lo: u64, hi: u64) -> bool {
     at >= hi
 }
 
-/// What a running manage had acknowledged at one moment: the results it had logged, and the
-/// status it answered after them. Its replies go out only after the commit of the loop
-/// iteration that made them, and each logged result's iteration ended before the status
+/// What a running manage had acknowledged at one moment: the results in its event log, and the
+/// status it answered after them. Its events and replies go out only after the commit of the
+/// loop iteration that made them, and each logged result's iteration ended before the status
 /// request was read, so all of this was on disk when the status came back.
 #[derive(Debug)]
 pub struct Acknowledged {
@@ -272,9 +278,9 @@ pub struct Acknowledged {
     pub status: StatusDoc,
 }
 
-/// Takes the log first, then the status (order matters: see [`Acknowledged`]).
+/// Takes the event log first, then the status (order matters: see [`Acknowledged`]).
 pub fn acknowledged(manage: &Manage) -> Acknowledged {
-    let events = parse_events(&manage.process.stderr_lines());
+    let events = events_of(&manage.process);
     let status = manage.status();
     Acknowledged {
         results: merged_results(&events),

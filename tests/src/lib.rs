@@ -384,7 +384,8 @@ impl Manage {
         echo: bool,
     ) -> Process {
         let state_arg = state.to_str().expect("temporary paths are UTF-8");
-        let mut args = vec!["--listen", listen, "--state", state_arg];
+        // The event log on stdout: what the tests follow (see cluster::parse_events).
+        let mut args = vec!["--listen", listen, "--state", state_arg, "--events", "-"];
         args.extend_from_slice(extra);
         let debug_log = |c: &mut Command| {
             c.env("RUST_LOG", "debug");
@@ -439,23 +440,18 @@ impl Manage {
     }
 }
 
-/// Reads the `listening on ADDR` line a manage prints at start.
+/// The address in the `listening` event a manage started with `--events -` writes at start.
 pub fn listening_address(process: &Process) -> SocketAddr {
-    let line = process
-        .wait_for_stderr("listening on ", Duration::from_secs(60))
+    let fields = cluster::wait_for_event(process, "listening", Duration::from_secs(60))
         .expect("manage says where it listens within 60 s");
-    let after = line
-        .split("listening on ")
-        .nth(1)
-        .expect("the line holds the marker");
-    // The address may be followed by punctuation: "listening on 127.0.0.1:4242; searching ...".
-    let word = after
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .trim_end_matches([';', ',', '.']);
-    word.parse()
-        .unwrap_or_else(|e| panic!("bad address {word:?} in {line:?}: {e}"))
+    let address = fields
+        .iter()
+        .find(|(key, _)| key == "address")
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_else(|| panic!("no address in the listening event {fields:?}"));
+    address
+        .parse()
+        .unwrap_or_else(|e| panic!("bad address {address:?} in {fields:?}: {e}"))
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.

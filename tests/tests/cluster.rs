@@ -415,10 +415,8 @@ fn a_killed_computes_range_is_reassigned() {
     assert_eq!(status.signal(), Some(SIGKILL), "{status}");
     assert!(
         sigma_tests::eventually(Duration::from_secs(5), || manage
-            .process
-            .stderr_lines()
-            .iter()
-            .any(|l| l.contains(&format!("compute {id} left")))),
+            .events()
+            .contains(&Event::Left { compute: id })),
         "manage notices the killed compute"
     );
     let done = manage.wait_done(Duration::from_secs(60));

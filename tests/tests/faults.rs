@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sigma_tests::cluster::{
-    assert_live_leases_disjoint, compute_id, parse_events, perfect_between, results,
+    assert_live_leases_disjoint, compute_id, event_fields, events_of, field, perfect_between,
+    results, Event,
 };
 use sigma_tests::faults::{
     acknowledged, assert_final_state, assert_nothing_acknowledged_lost, numbers_per_second,
@@ -145,10 +146,9 @@ fn computes_killed_at_random_lose_nothing() {
         kills += 1;
     }
     let left = manage
-        .process
-        .stderr_lines()
+        .events()
         .iter()
-        .filter(|l| l.contains("] compute ") && l.contains(" left ("))
+        .filter(|e| matches!(e, Event::Left { .. }))
         .count();
     assert!(
         left >= kills,
@@ -202,7 +202,7 @@ fn manage_killed_mid_lease_takes_the_late_result_after_restart() {
     }
     let (lease, acked) = chosen.expect("the compute held a lease of 2 s or more");
     eprintln!("killed manage in lease {lease:?}");
-    let old_results = results(&parse_events(&manage.process.stderr_lines()));
+    let old_results = results(&events_of(&manage.process));
     assert!(
         old_results.iter().all(|r| r.lease != lease.lease),
         "manage took the result of lease {} before it was killed: the late delivery was not forced",
@@ -220,7 +220,7 @@ fn manage_killed_mid_lease_takes_the_late_result_after_restart() {
         .wait_for_stderr(&finished_line(lease.lease), Duration::from_secs(30))
         .expect("the compute finishes its lease with manage down");
     let old = restart(&mut manage, &strs(&args));
-    assert_live_leases_disjoint(&parse_events(&old.stderr_lines()));
+    assert_live_leases_disjoint(&events_of(&old));
     assert_eq!(
         resumed_tested(&manage.process),
         stored,
@@ -228,9 +228,9 @@ fn manage_killed_mid_lease_takes_the_late_result_after_restart() {
     );
     manage
         .process
-        .wait_for_stderr(
+        .wait_for_stdout(
             &format!(
-                "lease {} [{}, {}) of compute {id} was outstanding at the last stop",
+                " restored lease={} compute={id} lo={} hi={}",
                 lease.lease, lease.lo, lease.hi
             ),
             SECOND,
@@ -239,14 +239,17 @@ fn manage_killed_mid_lease_takes_the_late_result_after_restart() {
 
     let late = manage
         .process
-        .wait_for_stderr(
-            &format!("] result of lease {} from compute ", lease.lease),
+        .wait_for_stdout(
+            &format!(" result lease={} compute=", lease.lease),
             Duration::from_secs(30),
         )
         .expect("the compute delivers its result after manage restarts");
-    assert!(late.contains(", late"), "a late result: {late}");
-    assert!(
-        !late.contains(" new, "),
+    let (_, fields) = event_fields(&late).expect("an event line");
+    assert_eq!(field(&fields, "late"), Some(1), "a late result: {late}");
+    let numbers = |key| field::<u64>(&fields, key).expect("the result event's fields");
+    assert_eq!(
+        numbers("new"),
+        numbers("hi") - numbers("lo"),
         "the late result counts in full (nobody else did that range): {late}"
     );
     let rejoined = computes[0]
@@ -314,8 +317,8 @@ fn manage_killed_twice_at_random_moments_loses_nothing() {
         } else {
             restart(&mut manage, &["--target-seconds", "1"])
         };
-        assert_live_leases_disjoint(&parse_events(&old.stderr_lines()));
-        late += results(&parse_events(&old.stderr_lines()))
+        assert_live_leases_disjoint(&events_of(&old));
+        late += results(&events_of(&old))
             .iter()
             .filter(|r| r.late_or_partly_new)
             .count();

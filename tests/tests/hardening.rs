@@ -666,7 +666,14 @@ fn ten_thousand_idle_connections() {
     let state_arg = state.path().to_str().expect("UTF-8").to_string();
     let process = Process::start_with(
         "manage",
-        &["--listen", "127.0.0.1:0", "--state", &state_arg],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            &state_arg,
+            "--events",
+            "-",
+        ],
         |c| {
             c.env("RUST_LOG", "info");
         },

@@ -6,10 +6,25 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use sigma_tests::cluster::{event_fields, field};
 use sigma_tests::{eventually, Manage, Process, SIGKILL};
 
 /// A compute measures its timing loop before it joins; on a loaded machine that takes a while.
 const JOIN: Duration = Duration::from_secs(60);
+
+/// The `job` events of manage's event log, as (step, compute).
+fn job_steps(manage: &Manage) -> Vec<(String, Option<u64>)> {
+    manage
+        .process
+        .stdout_lines()
+        .iter()
+        .filter_map(|line| {
+            let (name, fields) = event_fields(line)?;
+            let step: String = field(&fields, "step")?;
+            (name == "job").then(|| (step, field(&fields, "compute")))
+        })
+        .collect()
+}
 
 /// A manage with `count` computes that accept jobs, each joined with its control connection.
 fn cluster(count: usize) -> (Manage, Vec<Process>) {
@@ -20,9 +35,9 @@ fn cluster(count: usize) -> (Manage, Vec<Process>) {
     let joined = eventually(JOIN, || {
         manage
             .process
-            .stderr_lines()
+            .stdout_lines()
             .iter()
-            .filter(|line| line.contains(" accepts jobs"))
+            .filter(|line| event_fields(line).is_some_and(|(name, _)| name == "accepts-jobs"))
             .count()
             >= count
     });
@@ -238,14 +253,10 @@ fn a_compute_killed_mid_job_fails_over_or_fails_cleanly() {
     );
     let mut target = None;
     let sent = eventually(Duration::from_secs(20), || {
-        target = manage
-            .process
-            .stderr_lines()
-            .iter()
-            .find(|l| l.contains("job ") && l.contains(": sent (compute "))
-            .and_then(|l| l.split(": sent (compute ").nth(1))
-            .and_then(|rest| rest.split(')').next())
-            .and_then(|id| id.parse::<u64>().ok());
+        target = job_steps(&manage)
+            .into_iter()
+            .find(|(step, _)| step == "sent")
+            .and_then(|(_, compute)| compute);
         target.is_some()
     });
     assert!(sent, "the job was not sent");
@@ -265,11 +276,9 @@ fn a_compute_killed_mid_job_fails_over_or_fails_cleanly() {
         assert_eq!(report.stdout_lines(), ["done"]);
         assert_eq!(ran_on(&report.stderr_lines()), ids[1 - index], "{err}");
         assert!(
-            manage
-                .process
-                .stderr_lines()
+            job_steps(&manage)
                 .iter()
-                .any(|l| l.contains("failed-over")),
+                .any(|(step, _)| step == "failed-over"),
             "no failover logged"
         );
     } else {

@@ -23,7 +23,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sigma_tests::cluster::{
-    assert_live_leases_disjoint, compute_id, parse_events, perfect_between, Event,
+    assert_live_leases_disjoint, compute_id, event_fields, events_of, field, parse_events,
+    perfect_between, Event,
 };
 use sigma_tests::faults::{
     acknowledged, assert_final_state, assert_nothing_acknowledged_lost, numbers_per_second,
@@ -42,13 +43,14 @@ const NOTICE_MARGIN: Duration = Duration::from_secs(3);
 /// The shortest lease manage is started with here, in seconds.
 const LEASE_FLOOR: &str = "5";
 
-/// `lease L of compute C expired: [lo, hi) goes back to the pool`, as `(L, lo, hi)`.
+/// The event `expired lease=L compute=C lo=.. hi=..` of compute `compute`, as `(L, lo, hi)`.
 fn expired_lease(line: &str, compute: u64) -> Option<(u64, u64, u64)> {
-    let (_, rest) = line.split_once("] lease ")?;
-    let (lease, rest) = rest.split_once(&format!(" of compute {compute} expired: ["))?;
-    let (lo, rest) = rest.split_once(", ")?;
-    let (hi, _) = rest.split_once(')')?;
-    Some((lease.parse().ok()?, lo.parse().ok()?, hi.parse().ok()?))
+    let (name, fields) = event_fields(line)?;
+    let get = |key| field::<u64>(&fields, key);
+    if name != "expired" || get("compute")? != compute {
+        return None;
+    }
+    Some((get("lease")?, get("lo")?, get("hi")?))
 }
 
 /// How many lines of `lines` contain `needle`.
@@ -136,6 +138,7 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
             .any(|c| c.pid == victim_pid && c.lease.is_some())
     });
     let before_cut = manage.process.stderr_lines().len();
+    let events_before_cut = manage.process.stdout_lines().len();
     let compute_lines_before = computes[victim].stderr_lines().len();
     lan.cut(victim_host);
     let cut_at = Instant::now();
@@ -153,14 +156,16 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
     let noticed = eventually(SILENCE_LIMIT + 10 * SECOND, || {
         let lines = manage.process.stderr_lines();
         let new = &lines[before_cut.min(lines.len())..];
+        let events = manage.process.stdout_lines();
+        let new_events = &events[events_before_cut.min(events.len())..];
         if expired.is_none() {
-            expired = new
+            expired = new_events
                 .iter()
                 .find_map(|l| expired_lease(l, victim_id))
                 .map(|lease| (lease, cut_at.elapsed()));
         }
         if let (Some(((_, lo, hi), _)), None) = (expired, reassigned) {
-            reassigned = parse_events(new)
+            reassigned = parse_events(new_events)
                 .into_iter()
                 .find_map(|e| match e {
                     Event::Assign(a) if a.compute != victim_id && a.lo < hi && lo < a.hi => {
@@ -251,10 +256,10 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
     );
     assert_ne!(new_id, victim_id, "a new connection gets a new compute id");
     let worked = eventually(Duration::from_secs(30), || {
-        let lines = manage.process.stderr_lines();
-        lines.iter().any(|l| {
-            l.contains("] result of lease ") && l.contains(&format!(" from compute {new_id}: "))
-        })
+        manage
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Result(r) if r.compute == new_id))
     });
     assert!(
         worked,
@@ -284,7 +289,7 @@ fn a_lan_search_survives_a_cut_host_and_a_manage_restart() {
     let stored = assert_nothing_acknowledged_lost(manage.state.path(), &acked);
     thread::sleep(SECOND);
     let old = restart(&mut manage, &args);
-    assert_live_leases_disjoint(&parse_events(&old.stderr_lines()));
+    assert_live_leases_disjoint(&events_of(&old));
     assert_eq!(
         resumed_tested(&manage.process),
         stored,

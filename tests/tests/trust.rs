@@ -82,7 +82,7 @@ fn computes_must_prove_the_token_when_manage_requires_it() {
     assert!(
         manage
             .process
-            .wait_for_stderr("result of lease", WAIT)
+            .wait_for_stdout(" result lease=", WAIT)
             .is_some(),
         "the compute with the token gets work done"
     );

@@ -6,6 +6,7 @@ use xmlwire::protocol::{
     ErrorCode, ErrorMessage, FlaggedCompute, FoundPerfect, Hello, Hex, Job, JobResult, JobStatus,
     Kill, Language, LeaseStatus, Message, Output, Payload, PerfectList, Problem, Program, Progress,
     Run, Schedule, Shutdown, Status, Stopping, Wait, Welcome, WorkResult, PROTOCOL_VERSION,
+    VERSION_MISMATCH,
 };
 use xmlwire::{Frame, Limits, Reader, XmlStr};
 
@@ -456,6 +457,16 @@ fn hello_of_another_version_decodes_for_a_clear_reply() {
             Ok(Message::Hello(hello)) => assert_eq!(hello.check_version(), Ok(())),
             other => panic!("{other:?}"),
         },
+    );
+}
+
+/// VERSION_MISMATCH is spelled out (a const cannot format PROTOCOL_VERSION into it): this keeps
+/// the two together when the version changes.
+#[test]
+fn the_version_mismatch_message_names_the_protocol_version() {
+    assert_eq!(
+        VERSION_MISMATCH,
+        format!("unsupported protocol version: this manage speaks version {PROTOCOL_VERSION}")
     );
 }
 

@@ -74,7 +74,8 @@ pub struct Hello<'a> {
     pub ops_per_sec: u64,
 }
 
-/// The message manage sends when a hello's version is not [`PROTOCOL_VERSION`].
+/// The message manage sends when a hello's version is not [`PROTOCOL_VERSION`]. Spelled out (a
+/// const cannot format a number into a string); a test in tests/protocol.rs pins the two.
 pub const VERSION_MISMATCH: &str = "unsupported protocol version: this manage speaks version 2";
 
 impl<'a> Hello<'a> {

@@ -1,25 +1,58 @@
 //! `--local N`: computes started on this host beside manage, for the one-command demo.
 
+use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Why `--local` computes cannot be started.
+#[derive(Debug)]
+pub enum LocalError {
+    /// manage cannot find its own executable.
+    OwnPath(io::Error),
+    /// There is no compute binary beside manage's.
+    NoCompute(PathBuf),
+    /// A compute did not start.
+    Spawn {
+        /// The compute binary.
+        binary: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for LocalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocalError::OwnPath(source) => write!(f, "cannot find manage's own path: {source}"),
+            LocalError::NoCompute(beside) => write!(
+                f,
+                "--local needs the compute binary beside manage, at {}",
+                beside.display()
+            ),
+            LocalError::Spawn { binary, source } => {
+                write!(f, "starting {}: {source}", binary.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for LocalError {}
 
 /// The compute processes manage started itself.
 pub struct LocalComputes {
     children: Vec<Child>,
 }
 
-fn compute_binary() -> Result<PathBuf, String> {
-    let me = std::env::current_exe().map_err(|e| format!("cannot find manage's own path: {e}"))?;
+fn compute_binary() -> Result<PathBuf, LocalError> {
+    let me = std::env::current_exe().map_err(LocalError::OwnPath)?;
     let beside = me.with_file_name("compute");
     if beside.is_file() {
         Ok(beside)
     } else {
-        Err(format!(
-            "--local needs the compute binary beside manage, at {}",
-            beside.display()
-        ))
+        Err(LocalError::NoCompute(beside))
     }
 }
 
@@ -29,7 +62,7 @@ impl LocalComputes {
         count: usize,
         address: SocketAddr,
         token_file: &Path,
-    ) -> Result<LocalComputes, String> {
+    ) -> Result<LocalComputes, LocalError> {
         let mut local = LocalComputes {
             children: Vec::new(),
         };
@@ -53,7 +86,10 @@ impl LocalComputes {
                 .arg(token_file)
                 .stdin(Stdio::null())
                 .spawn()
-                .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+                .map_err(|source| LocalError::Spawn {
+                    binary: binary.clone(),
+                    source,
+                })?;
             log::info!("started local compute pid {}", child.id());
             local.children.push(child);
         }
@@ -86,7 +122,7 @@ impl LocalComputes {
                 }
             }
             // The computes write to the same standard error: keep the lines in order.
-            crate::log_output::flush();
+            super::log_output::flush();
         }
         self.children.clear();
     }

@@ -7,27 +7,20 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use compute::Algorithm;
+use manage::scheduler::PerfectFinding;
 use mio::Waker;
-
-/// A perfect number a compute claimed, with what is needed to record it once checked.
-#[derive(Clone, Debug)]
-pub struct Claim {
-    pub n: u64,
-    pub compute: u64,
-    pub host: String,
-    pub found_ms: u64,
-}
 
 /// A checked claim.
 #[derive(Debug)]
 pub struct Verdict {
-    pub claim: Claim,
+    /// The claim, as the result made it: recorded as found when `perfect`.
+    pub claim: PerfectFinding,
     pub perfect: bool,
 }
 
 /// The checking thread: claims in, verdicts out, and a wake-up of the reactor per verdict.
 pub struct Verifier {
-    claims: Option<Sender<Claim>>,
+    claims: Option<Sender<PerfectFinding>>,
     verdicts: Receiver<Verdict>,
     thread: Option<JoinHandle<()>>,
     /// Claims sent and not yet answered: shutdown waits for them.
@@ -36,7 +29,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn start(waker: Arc<Waker>) -> std::io::Result<Verifier> {
-        let (claims, claim_queue) = mpsc::channel::<Claim>();
+        let (claims, claim_queue) = mpsc::channel::<PerfectFinding>();
         let (verdict_queue, verdicts) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("verify".into())
@@ -70,7 +63,7 @@ impl Verifier {
         })
     }
 
-    pub fn submit(&mut self, claim: Claim) {
+    pub fn submit(&mut self, claim: PerfectFinding) {
         if let Some(claims) = &self.claims {
             if claims.send(claim).is_ok() {
                 self.outstanding += 1;

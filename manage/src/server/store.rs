@@ -8,14 +8,16 @@
 //! u64 values are stored in SQLite's signed 64-bit INTEGER by reinterpreting the bits: numbers
 //! below 2^63 (every number any search will reach for centuries) read as themselves in sqlite3.
 
+use std::fmt;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::scheduler::PerfectFinding;
-use crate::{ComputeId, LeaseId, Millis};
+use manage::registry::Identity;
+use manage::scheduler::{OutstandingLease, PerfectFinding, ResultRecord, Snapshot};
+use manage::{ComputeId, LeaseId, Millis};
 
 /// The file name of the database inside the state folder.
 pub const DATABASE_FILE: &str = "sigma.db";
@@ -79,7 +81,8 @@ CREATE TABLE computes (
 /// Version 2's addition: the job event log. Also run, with `IF NOT EXISTS`, to bring a
 /// version-1 state up to version 2.
 const JOBS_TABLE: &str = "
--- One row per job event (received, routed, sent, finished, failed-over, failed, rejected).
+-- One row per job event; `event` is one of: received, queued, rejected, sent, send-failed,
+-- failed-over, finished, failed, orphaned, dropped (see docs/design.md).
 CREATE TABLE IF NOT EXISTS jobs (
     event_id   INTEGER PRIMARY KEY,
     job_id     INTEGER NOT NULL,
@@ -98,50 +101,103 @@ fn from_sql(value: i64) -> u64 {
     value as u64
 }
 
-/// A lease that was outstanding when manage stopped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredLease {
-    /// The lease.
-    pub id: LeaseId,
-    /// The compute that held it.
-    pub compute: ComputeId,
-    /// That compute's host and pid: a result from the same process is still taken after a
-    /// restart.
-    pub host: String,
-    /// That compute's pid.
-    pub pid: u32,
-    /// First number.
-    pub lo: u64,
-    /// One past the last number.
-    pub hi: u64,
+/// Why the state cannot be opened, read or written. Display gives the one-line message.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The state folder cannot be created.
+    CreateFolder {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state path exists and is not a folder.
+    NotAFolder(PathBuf),
+    /// SQLite refused an operation.
+    Sql {
+        /// What manage was doing, as "cannot ..." or "the state ... ".
+        what: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The file is no sigma state: unreadable as one, or a `meta` key is missing.
+    NotSigma {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The state has a schema version this build does not read.
+    SchemaVersion {
+        /// The database file.
+        path: PathBuf,
+        /// The version it has.
+        version: i64,
+    },
+    /// SQLite's integrity check failed.
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What the check said.
+        check: String,
+    },
+    /// The state is for other bounds than the command line asks for.
+    OtherSearch {
+        /// The state folder.
+        dir: PathBuf,
+        /// The state's first number.
+        start: u64,
+        /// The state's last number.
+        until: u64,
+    },
 }
 
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::CreateFolder { dir, source } => {
+                write!(f, "cannot create the state folder {}: {source}", dir.display())
+            }
+            StoreError::NotAFolder(dir) => write!(f, "{} is not a folder", dir.display()),
+            StoreError::Sql { what, path, source } => {
+                write!(f, "{what} ({}): {source}", path.display())
+            }
+            StoreError::NotSigma { path, detail } => write!(f, "{}{detail}", path.display()),
+            StoreError::SchemaVersion { path, version } => write!(
+                f,
+                "{} has schema version {version}; this manage reads version {SCHEMA_VERSION}",
+                path.display()
+            ),
+            StoreError::Damaged { path, check } => {
+                write!(f, "{} is damaged: {check}", path.display())
+            }
+            StoreError::OtherSearch { dir, start, until } => write!(
+                f,
+                "the state in {} is for the search {start}..={until}; give the same bounds (or none), or another --state",
+                dir.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
 /// Everything read back at start.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Recovered {
-    /// First number of the search.
-    pub start: u64,
-    /// Last number of the search (inclusive).
-    pub until: u64,
-    /// Completed ranges, increasing and disjoint.
-    pub done: Vec<(u64, u64)>,
-    /// Verified perfect numbers.
-    pub perfect: Vec<PerfectFinding>,
+    /// The search as it stood at the last stop, for [`manage::scheduler::Scheduler::restore`].
+    pub snapshot: Snapshot,
     /// Claims stored but not yet checked.
     pub claims: Vec<PerfectFinding>,
-    /// Leases outstanding at the last stop.
-    pub leases: Vec<StoredLease>,
-    /// The next lease id (ids are never reused, across restarts too).
-    pub next_lease: u64,
-    /// The next compute id.
-    pub next_compute: u64,
     /// True when the state folder was new.
     pub fresh: bool,
 }
 
 /// A compute as stored in the `computes` table.
 #[derive(Clone, Debug)]
-pub struct ComputeRow<'a> {
+pub struct JoinedCompute<'a> {
     /// Its id.
     pub id: ComputeId,
     /// Host name, as it said.
@@ -167,12 +223,18 @@ pub struct Store {
     in_transaction: bool,
 }
 
-/// A store error: a sentence for the log.
-pub type StoreResult<T> = Result<T, String>;
+/// A store operation's outcome.
+pub type StoreResult<T> = Result<T, StoreError>;
 
-fn sql_error<'p>(what: &str, path: &'p Path) -> impl Fn(rusqlite::Error) -> String + 'p {
-    let what = what.to_string();
-    move |e| format!("{what} ({}): {e}", path.display())
+fn sql_error<'p>(
+    what: &'static str,
+    path: &'p Path,
+) -> impl Fn(rusqlite::Error) -> StoreError + 'p {
+    move |source| StoreError::Sql {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Store {
@@ -191,9 +253,12 @@ impl Store {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| format!("cannot create the state folder {}: {e}", dir.display()))?;
+                .map_err(|source| StoreError::CreateFolder {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
         } else if !dir.is_dir() {
-            return Err(format!("{} is not a folder", dir.display()));
+            return Err(StoreError::NotAFolder(dir.to_path_buf()));
         }
         let path = dir.join(DATABASE_FILE);
         let fresh = !path.exists();
@@ -216,24 +281,27 @@ impl Store {
             let until = until.unwrap_or(default_until);
             store.create(start, until)?;
             Recovered {
-                start,
-                until,
-                next_lease: 1,
-                next_compute: 1,
+                snapshot: Snapshot {
+                    start,
+                    until,
+                    done: Vec::new(),
+                    perfect: Vec::new(),
+                    next_lease: LeaseId(1),
+                    next_compute: ComputeId(1),
+                    outstanding: Vec::new(),
+                },
+                claims: Vec::new(),
                 fresh: true,
-                ..Recovered::default()
             }
         } else {
             let recovered = store.read()?;
-            if start.is_some_and(|s| s != recovered.start)
-                || until.is_some_and(|u| u != recovered.until)
-            {
-                return Err(format!(
-                    "the state in {} is for the search {}..={}; give the same bounds (or none), or another --state",
-                    dir.display(),
-                    recovered.start,
-                    recovered.until
-                ));
+            let saved = &recovered.snapshot;
+            if start.is_some_and(|s| s != saved.start) || until.is_some_and(|u| u != saved.until) {
+                return Err(StoreError::OtherSearch {
+                    dir: dir.to_path_buf(),
+                    start: saved.start,
+                    until: saved.until,
+                });
             }
             recovered
         };
@@ -283,17 +351,13 @@ impl Store {
                 row.get(0)
             })
             .optional()
-            .map_err(|e| {
-                format!(
-                    "{} is not a sigma state database, or is damaged: {e}",
-                    self.path.display()
-                )
+            .map_err(|e| StoreError::NotSigma {
+                path: self.path.clone(),
+                detail: format!(" is not a sigma state database, or is damaged: {e}"),
             })?
-            .ok_or_else(|| {
-                format!(
-                    "{} has no {key}: not a sigma state database",
-                    self.path.display()
-                )
+            .ok_or_else(|| StoreError::NotSigma {
+                path: self.path.clone(),
+                detail: format!(" has no {key}: not a sigma state database"),
             })
     }
 
@@ -328,25 +392,30 @@ impl Store {
             version = self.meta("schema_version")?;
         }
         if version != SCHEMA_VERSION {
-            return Err(format!(
-                "{} has schema version {version}; this manage reads version {SCHEMA_VERSION}",
-                self.path.display()
-            ));
+            return Err(StoreError::SchemaVersion {
+                path: self.path.clone(),
+                version,
+            });
         }
         let check: String = self
             .connection
             .query_row("PRAGMA quick_check", [], |row| row.get(0))
             .map_err(sql_error("the state database is damaged", &self.path))?;
         if check != "ok" {
-            return Err(format!("{} is damaged: {check}", self.path.display()));
+            return Err(StoreError::Damaged {
+                path: self.path.clone(),
+                check,
+            });
         }
         let error = sql_error("cannot read the state", &self.path);
-        let mut recovered = Recovered {
+        let mut snapshot = Snapshot {
             start: from_sql(self.meta("start")?),
             until: from_sql(self.meta("until")?),
-            next_lease: from_sql(self.meta("next_lease")?),
-            next_compute: from_sql(self.meta("next_compute")?),
-            ..Recovered::default()
+            done: Vec::new(),
+            perfect: Vec::new(),
+            next_lease: LeaseId(from_sql(self.meta("next_lease")?)),
+            next_compute: ComputeId(from_sql(self.meta("next_compute")?)),
+            outstanding: Vec::new(),
         };
         let mut ranges = self
             .connection
@@ -358,15 +427,13 @@ impl Store {
         for row in rows {
             let (lo, hi) = row.map_err(&error)?;
             // Stored ranges are disjoint; merging neighbours keeps the snapshot small.
-            match recovered.done.last_mut() {
+            match snapshot.done.last_mut() {
                 Some(last) if last.1 == lo => last.1 = hi,
-                _ => recovered.done.push((lo, hi)),
+                _ => snapshot.done.push((lo, hi)),
             }
         }
-        for (table, into) in [
-            ("perfect", &mut recovered.perfect),
-            ("claims", &mut recovered.claims),
-        ] {
+        let mut claims = Vec::new();
+        for (table, into) in [("perfect", &mut snapshot.perfect), ("claims", &mut claims)] {
             let mut query = self
                 .connection
                 .prepare(&format!(
@@ -393,20 +460,26 @@ impl Store {
             .map_err(&error)?;
         let rows = leases
             .query_map([], |row| {
-                Ok(StoredLease {
+                Ok(OutstandingLease {
                     id: LeaseId(from_sql(row.get(0)?)),
                     compute: ComputeId(from_sql(row.get(1)?)),
-                    host: row.get(2)?,
-                    pid: row.get(3)?,
+                    identity: Identity {
+                        host: row.get(2)?,
+                        pid: row.get(3)?,
+                    },
                     lo: from_sql(row.get(4)?),
                     hi: from_sql(row.get(5)?),
                 })
             })
             .map_err(&error)?;
         for row in rows {
-            recovered.leases.push(row.map_err(&error)?);
+            snapshot.outstanding.push(row.map_err(&error)?);
         }
-        Ok(recovered)
+        Ok(Recovered {
+            snapshot,
+            claims,
+            fresh: false,
+        })
     }
 
     fn begin(&mut self) -> rusqlite::Result<()> {
@@ -429,11 +502,6 @@ impl Store {
             .map_err(sql_error("cannot write the state", &self.path))
     }
 
-    /// True when changes wait for [`commit`](Self::commit).
-    pub fn has_changes(&self) -> bool {
-        self.in_transaction
-    }
-
     /// Commits the iteration's changes, durably. Until this returns Ok, no reply that depends on
     /// them may be sent.
     pub fn commit(&mut self) -> StoreResult<()> {
@@ -447,7 +515,7 @@ impl Store {
     }
 
     /// A compute joined.
-    pub fn compute_joined(&mut self, row: &ComputeRow<'_>) -> StoreResult<()> {
+    pub fn compute_joined(&mut self, row: &JoinedCompute<'_>) -> StoreResult<()> {
         self.change(
             "INSERT OR REPLACE INTO computes (id, host, pid, address, threads, algorithm, ops_per_sec, joined_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -502,10 +570,9 @@ impl Store {
     }
 
     /// A lease was issued.
-    #[allow(clippy::too_many_arguments)]
     pub fn lease_issued(
         &mut self,
-        lease: &StoredLease,
+        lease: &OutstandingLease,
         issued_ms: Millis,
         deadline_ms: Millis,
     ) -> StoreResult<()> {
@@ -515,8 +582,8 @@ impl Store {
             params![
                 to_sql(lease.id.0),
                 to_sql(lease.compute.0),
-                lease.host,
-                lease.pid,
+                lease.identity.host,
+                lease.identity.pid,
                 to_sql(lease.lo),
                 to_sql(lease.hi),
                 to_sql(issued_ms),
@@ -534,46 +601,39 @@ impl Store {
         self.change("DELETE FROM leases WHERE id = ?1", params![to_sql(id.0)])
     }
 
-    /// Newly completed pieces of a result (disjoint from everything stored before).
-    #[allow(clippy::too_many_arguments)]
-    pub fn ranges_done(
-        &mut self,
-        pieces: &[(u64, u64)],
-        compute: ComputeId,
-        host: &str,
-        elapsed_ms: Millis,
-        whole_checksum: Option<u64>,
-        finished_ms: Millis,
-    ) -> StoreResult<()> {
-        for &(lo, hi) in pieces {
+    /// A taken result, as the scheduler describes it: its new pieces as done ranges (disjoint
+    /// from everything stored before), its lease no longer outstanding, its claims pending.
+    pub fn result_taken(&mut self, record: &ResultRecord) -> StoreResult<()> {
+        for &(lo, hi) in &record.pieces {
             self.change(
                 "INSERT INTO ranges (lo, hi, compute_id, host, elapsed_ms, checksum, finished_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     to_sql(lo),
                     to_sql(hi),
-                    to_sql(compute.0),
-                    host,
-                    to_sql(elapsed_ms),
-                    whole_checksum.map(to_sql),
-                    to_sql(finished_ms)
+                    to_sql(record.compute.0),
+                    record.host,
+                    to_sql(record.elapsed_ms),
+                    record.whole_checksum.map(to_sql),
+                    to_sql(record.finished_ms)
+                ],
+            )?;
+        }
+        if let Some(lease) = record.ended_lease {
+            self.lease_ended(lease)?;
+        }
+        for claim in &record.claims {
+            self.change(
+                "INSERT OR IGNORE INTO claims (n, host, compute_id, found_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    to_sql(claim.n),
+                    claim.host,
+                    to_sql(claim.compute.0),
+                    to_sql(claim.found_ms)
                 ],
             )?;
         }
         Ok(())
-    }
-
-    /// A claimed perfect number, stored until it is checked.
-    pub fn claim(&mut self, claim: &PerfectFinding) -> StoreResult<()> {
-        self.change(
-            "INSERT OR IGNORE INTO claims (n, host, compute_id, found_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                to_sql(claim.n),
-                claim.host,
-                to_sql(claim.compute.0),
-                to_sql(claim.found_ms)
-            ],
-        )
     }
 
     /// A claim was checked: recorded as perfect when it is, and no longer pending either way.
@@ -588,57 +648,23 @@ impl Store {
     }
 }
 
-/// Reads the shared secret from `path`, or, when `create` is set and the file does not exist,
-/// makes a new random one there with mode 0600. The token is 64 hex digits.
-pub fn load_or_create_token(path: &Path, create: bool) -> StoreResult<String> {
-    match fs::read_to_string(path) {
-        Ok(text) => {
-            let token = text.trim().to_string();
-            if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!(
-                    "{} does not hold a hex token of 32+ digits",
-                    path.display()
-                ));
-            }
-            let mode = fs::metadata(path)
-                .map(|m| m.permissions().mode())
-                .unwrap_or(0);
-            if mode & 0o077 != 0 {
-                log::warn!(
-                    "{} can be read by other users (mode {:o})",
-                    path.display(),
-                    mode & 0o777
-                );
-            }
-            Ok(token)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-            let mut bytes = [0u8; 32];
-            fs::File::open("/dev/urandom")
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-                .map_err(|e| format!("cannot read random bytes for a token: {e}"))?;
-            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            Ok(token)
-        }
-        Err(e) => Err(format!(
-            "cannot read the token file {}: {e}",
-            path.display()
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A result of compute 3 on node-3 that ends no lease and claims nothing.
+    fn record(finished_ms: Millis) -> ResultRecord {
+        ResultRecord {
+            compute: ComputeId(3),
+            host: "node-3".into(),
+            pieces: Vec::new(),
+            elapsed_ms: 10,
+            whole_checksum: None,
+            finished_ms,
+            ended_lease: None,
+            claims: Vec::new(),
+        }
+    }
 
     fn finding(n: u64) -> PerfectFinding {
         PerfectFinding {
@@ -654,62 +680,63 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_, recovered) = Store::open(dir.path(), Some(5), Some(1000), u64::MAX - 1).unwrap();
         assert!(recovered.fresh);
-        assert_eq!((recovered.start, recovered.until), (5, 1000));
+        let bounds = |r: &Recovered| (r.snapshot.start, r.snapshot.until);
+        assert_eq!(bounds(&recovered), (5, 1000));
         let (_, again) = Store::open(dir.path(), None, None, u64::MAX - 1).unwrap();
         assert!(!again.fresh);
-        assert_eq!((again.start, again.until), (5, 1000));
+        assert_eq!(bounds(&again), (5, 1000));
         let error = Store::open(dir.path(), None, Some(2000), u64::MAX - 1)
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(error.contains("5..=1000"), "{error}");
     }
 
     #[test]
     fn committed_changes_come_back_and_uncommitted_ones_do_not() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let (mut store, _) = Store::open(dir.path(), None, Some(10_000), 0).unwrap();
-            let lease = StoredLease {
-                id: LeaseId(7),
-                compute: ComputeId(3),
+        let lease = OutstandingLease {
+            id: LeaseId(7),
+            compute: ComputeId(3),
+            identity: Identity {
                 host: "node-3".into(),
                 pid: 42,
-                lo: 100,
-                hi: 200,
-            };
+            },
+            lo: 100,
+            hi: 200,
+        };
+        {
+            let (mut store, _) = Store::open(dir.path(), None, Some(10_000), 0).unwrap();
             store.lease_issued(&lease, 1, 2).unwrap();
             store
-                .ranges_done(
-                    &[(1, 50), (50, 100)],
-                    ComputeId(3),
-                    "node-3",
-                    10,
-                    Some(9),
-                    5,
-                )
+                .result_taken(&ResultRecord {
+                    pieces: vec![(1, 50), (50, 100)],
+                    whole_checksum: Some(9),
+                    claims: vec![finding(6), finding(28)],
+                    ..record(5)
+                })
                 .unwrap();
-            store.claim(&finding(6)).unwrap();
-            store.claim(&finding(28)).unwrap();
             store.claim_checked(&finding(28), true).unwrap();
             store.commit().unwrap();
             // Not committed: a crash here loses it, and nothing was acknowledged for it.
             store
-                .ranges_done(&[(200, 300)], ComputeId(3), "node-3", 10, None, 6)
+                .result_taken(&ResultRecord {
+                    pieces: vec![(200, 300)],
+                    ..record(6)
+                })
                 .unwrap();
         }
         let (_, recovered) = Store::open(dir.path(), None, None, 0).unwrap();
-        assert_eq!(recovered.done, vec![(1, 100)]);
-        assert_eq!(recovered.leases.len(), 1);
-        assert_eq!(recovered.leases[0].id, LeaseId(7));
-        assert_eq!(recovered.next_lease, 8);
+        let saved = &recovered.snapshot;
+        assert_eq!(saved.done, vec![(1, 100)]);
+        // The lease comes back as it was issued: the scheduler restores exactly this.
+        assert_eq!(saved.outstanding, [lease]);
+        assert_eq!(saved.next_lease, LeaseId(8));
         assert_eq!(
             recovered.claims.iter().map(|c| c.n).collect::<Vec<_>>(),
             [6]
         );
-        assert_eq!(
-            recovered.perfect.iter().map(|c| c.n).collect::<Vec<_>>(),
-            [28]
-        );
+        assert_eq!(saved.perfect.iter().map(|c| c.n).collect::<Vec<_>>(), [28]);
     }
 
     #[test]
@@ -719,13 +746,18 @@ mod tests {
         {
             let (mut store, _) = Store::open(dir.path(), Some(top - 10), Some(top), 0).unwrap();
             store
-                .ranges_done(&[(top - 10, top)], ComputeId(1), "h", 1, Some(u64::MAX), 1)
+                .result_taken(&ResultRecord {
+                    pieces: vec![(top - 10, top)],
+                    whole_checksum: Some(u64::MAX),
+                    ..record(1)
+                })
                 .unwrap();
             store.commit().unwrap();
         }
         let (_, recovered) = Store::open(dir.path(), None, None, 0).unwrap();
-        assert_eq!((recovered.start, recovered.until), (top - 10, top));
-        assert_eq!(recovered.done, vec![(top - 10, top)]);
+        let saved = &recovered.snapshot;
+        assert_eq!((saved.start, saved.until), (top - 10, top));
+        assert_eq!(saved.done, vec![(top - 10, top)]);
     }
 
     #[test]
@@ -738,7 +770,10 @@ mod tests {
         )
         .unwrap();
         let before = fs::read(&path).unwrap();
-        let error = Store::open(dir.path(), None, None, 0).err().unwrap();
+        let error = Store::open(dir.path(), None, None, 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("sigma.db"), "{error}");
         assert_eq!(fs::read(&path).unwrap(), before);
 
@@ -748,7 +783,10 @@ mod tests {
             .execute_batch("CREATE TABLE something (x INTEGER)")
             .unwrap();
         drop(connection);
-        let error = Store::open(other.path(), None, None, 0).err().unwrap();
+        let error = Store::open(other.path(), None, None, 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("not a sigma state database"), "{error}");
     }
 
@@ -764,7 +802,10 @@ mod tests {
             )
             .unwrap();
         drop(connection);
-        let error = Store::open(dir.path(), None, None, 0).err().unwrap();
+        let error = Store::open(dir.path(), None, None, 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("schema version 99"), "{error}");
     }
 
@@ -781,7 +822,7 @@ mod tests {
             .unwrap();
         drop(connection);
         let (mut store, recovered) = Store::open(dir.path(), None, None, 0).unwrap();
-        assert_eq!(recovered.until, 10);
+        assert_eq!(recovered.snapshot.until, 10);
         assert_eq!(store.meta("schema_version").unwrap(), 2);
         assert_eq!(store.next_job_id().unwrap(), 1);
         store
@@ -792,19 +833,5 @@ mod tests {
         drop(store);
         let (store, _) = Store::open(dir.path(), None, None, 0).unwrap();
         assert_eq!(store.next_job_id().unwrap(), 5);
-    }
-
-    #[test]
-    fn tokens_are_created_private_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        assert!(load_or_create_token(&path, false).is_err());
-        let token = load_or_create_token(&path, true).unwrap();
-        assert_eq!(token.len(), 64);
-        let mode = fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(load_or_create_token(&path, false).unwrap(), token);
-        fs::write(&path, "short").unwrap();
-        assert!(load_or_create_token(&path, false).is_err());
     }
 }
