@@ -25,7 +25,7 @@ use xmlwire::protocol::{self, ErrorCode, Message, PerfectList, WorkResult};
 use xmlwire::{Limits, Reader, XmlStr};
 
 use crate::sandbox::{run_job, JobOutcome, JobRequest, SandboxConfig};
-use crate::{cost, scan, Algorithm};
+use sigma_kernel::{cost, scan, Algorithm};
 
 /// The port manage listens on by default (8128 is the 4th perfect number).
 pub const DEFAULT_PORT: u16 = 8128;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use compute::Algorithm;
+use sigma_kernel::Algorithm;
 
 /// Searches for perfect numbers by brute force.
 #[derive(Debug, Parser)]
@@ -133,7 +133,7 @@ fn main() -> ExitCode {
             threads,
         }) => run_scan(lo, hi, algorithm, threads.unwrap_or_else(every_core)),
         Some(Command::Bench { threads }) => {
-            compute::bench::run_report(threads.unwrap_or_else(every_core), &mut io::stdout())
+            sigma_kernel::bench::run_report(threads.unwrap_or_else(every_core), &mut io::stdout())
                 .map_err(|error| Failure::Output(error.to_string()))
         }
         None => {
@@ -185,7 +185,7 @@ fn run_scan(lo: u64, hi: u64, algorithm: Algorithm, threads: usize) -> Result<()
     }
     let never = AtomicBool::new(false);
     let started = Instant::now();
-    let outcome = compute::scan(algorithm, lo, hi, threads, &never, None)
+    let outcome = sigma_kernel::scan(algorithm, lo, hi, threads, &never, None)
         .map_err(|error| Failure::Usage(error.to_string()))?;
     let seconds = started.elapsed().as_secs_f64();
 

@@ -118,25 +118,25 @@ struct Outgoing {
 struct KernelCost;
 
 impl CostModel for KernelCost {
-    type Algorithm = compute::Algorithm;
-    fn ops(&self, algorithm: &compute::Algorithm, lo: u64, hi: u64) -> f64 {
-        compute::cost::ops(*algorithm, lo, hi)
+    type Algorithm = sigma_kernel::Algorithm;
+    fn ops(&self, algorithm: &sigma_kernel::Algorithm, lo: u64, hi: u64) -> f64 {
+        sigma_kernel::cost::ops(*algorithm, lo, hi)
     }
 }
 
-fn kernel_algorithm(wire: WireAlgorithm) -> compute::Algorithm {
+fn kernel_algorithm(wire: WireAlgorithm) -> sigma_kernel::Algorithm {
     match wire {
-        WireAlgorithm::Naive => compute::Algorithm::Naive,
-        WireAlgorithm::Trial => compute::Algorithm::Trial,
-        WireAlgorithm::Sieve => compute::Algorithm::Sieve,
+        WireAlgorithm::Naive => sigma_kernel::Algorithm::Naive,
+        WireAlgorithm::Trial => sigma_kernel::Algorithm::Trial,
+        WireAlgorithm::Sieve => sigma_kernel::Algorithm::Sieve,
     }
 }
 
-fn wire_algorithm(kernel: compute::Algorithm) -> WireAlgorithm {
+fn wire_algorithm(kernel: sigma_kernel::Algorithm) -> WireAlgorithm {
     match kernel {
-        compute::Algorithm::Naive => WireAlgorithm::Naive,
-        compute::Algorithm::Trial => WireAlgorithm::Trial,
-        compute::Algorithm::Sieve => WireAlgorithm::Sieve,
+        sigma_kernel::Algorithm::Naive => WireAlgorithm::Naive,
+        sigma_kernel::Algorithm::Trial => WireAlgorithm::Trial,
+        sigma_kernel::Algorithm::Sieve => WireAlgorithm::Sieve,
     }
 }
 
@@ -1800,7 +1800,7 @@ impl Core {
 
 /// The scheduler's status view, ready to be written as a `<status>` message.
 struct StatusDocument {
-    view: manage::scheduler::StatusView<compute::Algorithm>,
+    view: manage::scheduler::StatusView<sigma_kernel::Algorithm>,
 }
 
 impl StatusDocument {

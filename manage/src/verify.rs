@@ -6,8 +6,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use compute::Algorithm;
 use mio::Waker;
+use sigma_kernel::Algorithm;
 
 /// A perfect number a compute claimed, with what is needed to record it once checked.
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ impl Verifier {
                 for claim in claim_queue {
                     // Trial division of this one number, independent of the compute's kernel.
                     let perfect = claim.n < u64::MAX
-                        && compute::scan(
+                        && sigma_kernel::scan(
                             Algorithm::Trial,
                             claim.n,
                             claim.n + 1,

@@ -359,7 +359,7 @@ mod tests {
         for lo in MAGNITUDES {
             for threads in [2, 3, 16] {
                 let len = starting_length(Algorithm::Sieve, lo, threads);
-                let plan = crate::kernel::BlockPlan::new(Algorithm::Sieve, lo, lo + len, threads);
+                let plan = crate::plan::BlockPlan::new(Algorithm::Sieve, lo, lo + len, threads);
                 assert!(
                     plan.blocks() >= 2 * threads as u64,
                     "near {lo}, {threads} threads: {len} numbers make {} blocks",

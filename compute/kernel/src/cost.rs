@@ -26,9 +26,9 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 use std::time::Instant;
 
-use crate::kernel::{isqrt, BlockPlan};
+use crate::plan::BlockPlan;
 use crate::sieve::{self, Bands};
-use crate::{scan, Algorithm};
+use crate::{isqrt, scan, Algorithm};
 
 /// The work of a sieve scan, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -257,20 +257,6 @@ pub fn measure_ops_per_second(algorithm: Algorithm, threads: usize) -> u64 {
     let seconds = started.elapsed().as_secs_f64().max(1e-6);
     let rate = ops_per_thread * threads as f64 / seconds;
     (rate as u64).max(1)
-}
-
-/// The sieve's bands, for the benchmark report.
-pub fn sieve_bands_summary(lo: u64, hi: u64) -> String {
-    let bands = Bands::new(lo, hi.min(lo.saturating_add(sieve::MAX_BLOCK_LEN)));
-    format!(
-        "divisors up to {}: small to {}, windowed to {}, bucketed to {}, segments of 2^{}, windows of 2^{}",
-        bands.max_divisor,
-        bands.small_top,
-        bands.window_top,
-        bands.bucket_top,
-        bands.log2_segment_len,
-        bands.log2_window_len
-    )
 }
 
 #[cfg(test)]

@@ -5,18 +5,18 @@
 //! summary times each variant again (best of three, in this run) and prints numbers/s, the
 //! ratios between algorithms, and the cost model's predicted seconds against measured ones (wall
 //! clock, and on-CPU time against an on-CPU timing loop). Before, between and after, it prints
-//! how contended the shared cache is ([`compute::bench::shared_cache_rate`]): on a shared
+//! how contended the shared cache is ([`sigma_kernel::bench::shared_cache_rate`]): on a shared
 //! machine the sieve's figures near 10^12 depend on it.
 //!
-//! `cargo bench -p compute --bench kernel` (about two minutes).
+//! `cargo bench -p sigma-kernel --bench kernel` (about two minutes).
 
 use std::hint::black_box;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use compute::bench::{self, magnitude_name, time_scan, Measurement, MAGNITUDES};
-use compute::{cost, scan, Algorithm};
 use criterion::{criterion_group, Criterion, Throughput};
+use sigma_kernel::bench::{self, magnitude_name, time_scan, Measurement, MAGNITUDES};
+use sigma_kernel::{cost, scan, Algorithm};
 
 /// Numbers per benchmark iteration: a few milliseconds to a few tens of milliseconds each.
 fn range_len(algorithm: Algorithm, lo: u64) -> Option<u64> {
