@@ -95,7 +95,7 @@ pub fn run(options: Options) -> Result<(), String> {
     let ops_per_sec = cost::measure_ops_per_second(algorithm, threads);
     log::info!(
         "timing loop: {ops_per_sec} ops/s with {threads} threads ({})",
-        algorithm.name()
+        algorithm.as_str()
     );
     let host = hostname::get()
         .ok()
@@ -236,7 +236,7 @@ impl Worker {
             host: XmlStr::Plain(&self.host),
             pid: u64::from(self.pid),
             threads: self.threads as u64,
-            algorithm: wire_algorithm(self.algorithm),
+            algorithm: self.algorithm,
             ops_per_sec: self.ops_per_sec,
         });
         link.send(&hello)
@@ -456,14 +456,6 @@ impl Worker {
         }
         self.undelivered = None;
         Ok(ask)
-    }
-}
-
-fn wire_algorithm(algorithm: Algorithm) -> protocol::Algorithm {
-    match algorithm {
-        Algorithm::Naive => protocol::Algorithm::Naive,
-        Algorithm::Trial => protocol::Algorithm::Trial,
-        Algorithm::Sieve => protocol::Algorithm::Sieve,
     }
 }
 

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use xmlwire::protocol::{self, Message, Status};
 use xmlwire::{Limits, Reader, XmlStr};
 
@@ -56,8 +57,8 @@ struct RunArgs {
     /// The source file: .c (C), .cpp or .cc (C++), .rs (Rust), .py (Python).
     file: PathBuf,
     /// Which compute runs it.
-    #[arg(long, value_enum, default_value = "least-loaded")]
-    schedule: ScheduleArg,
+    #[arg(long, default_value = "least-loaded", value_parser = schedule_parser())]
+    schedule: protocol::Schedule,
     /// A file to give the program as its standard input (default: none).
     #[arg(long, value_name = "FILE")]
     stdin: Option<PathBuf>,
@@ -69,11 +70,14 @@ struct RunArgs {
     memory_limit: u64,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum ScheduleArg {
-    Random,
-    RoundRobin,
-    LeastLoaded,
+/// `--schedule` takes the wire's keywords, so the protocol's `Schedule` is the only enum.
+fn schedule_parser() -> impl TypedValueParser<Value = protocol::Schedule> {
+    PossibleValuesParser::new(
+        protocol::Schedule::ALL
+            .iter()
+            .map(|schedule| schedule.as_str()),
+    )
+    .try_map(|name| protocol::Schedule::from_name(&name).ok_or("not a schedule"))
 }
 
 /// Exit codes of `report run` for a run that did not end by itself.
@@ -239,11 +243,7 @@ fn submit(
     link.stream
         .set_read_timeout(Some(wait))
         .map_err(|e| format!("cannot set timeouts: {e}"))?;
-    let schedule = match args.schedule {
-        ScheduleArg::Random => protocol::Schedule::Random,
-        ScheduleArg::RoundRobin => protocol::Schedule::RoundRobin,
-        ScheduleArg::LeastLoaded => protocol::Schedule::LeastLoaded,
-    };
+    let schedule = args.schedule;
     let make = |mac: Option<protocol::Hex<'_>>| -> Result<Vec<u8>, String> {
         let program = protocol::Program {
             language,

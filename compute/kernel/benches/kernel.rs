@@ -54,12 +54,12 @@ fn kernel(c: &mut Criterion) {
             .sample_size(10)
             .warm_up_time(Duration::from_millis(300))
             .measurement_time(Duration::from_secs(2));
-        for algorithm in Algorithm::ALL {
+        for &algorithm in Algorithm::ALL {
             let Some(len) = range_len(algorithm, lo) else {
                 continue;
             };
             group.throughput(Throughput::Elements(len));
-            group.bench_function(algorithm.name(), |b| {
+            group.bench_function(algorithm.as_str(), |b| {
                 b.iter(|| {
                     let outcome = scan(algorithm, black_box(lo), lo + len, 1, &never, None)
                         .expect("valid range");
@@ -143,7 +143,7 @@ fn summary() {
     );
     let mut measured = Vec::new();
     for lo in MAGNITUDES {
-        for algorithm in Algorithm::ALL {
+        for &algorithm in Algorithm::ALL {
             let Some(len) = range_len(algorithm, lo) else {
                 continue;
             };
@@ -176,7 +176,7 @@ fn summary() {
             };
             println!(
                 "{:<6} {:>6} {:>12} {:>14.0} {:>14} {:>11.3} {:>10.3} {:>+6.1}%{cpu_columns}",
-                algorithm.name(),
+                algorithm.as_str(),
                 magnitude_name(lo),
                 m.numbers,
                 m.rate(),

@@ -1,5 +1,6 @@
 //! `Algorithm`: how numbers are tested. The one enum from the command line through the wire
-//! (xmlwire parses and writes it by [`Algorithm::as_str`]) to the scheduler and the scan.
+//! (xmlwire reads and writes it by [`Algorithm::from_name`] and [`Algorithm::as_str`]) to the
+//! scheduler's cost model and the scan.
 
 #![forbid(unsafe_code)]
 
@@ -20,21 +21,29 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Every algorithm, slowest first.
-    pub const ALL: [Algorithm; 3] = [Algorithm::Naive, Algorithm::Trial, Algorithm::Sieve];
+    pub const ALL: &'static [Algorithm] = &[Algorithm::Naive, Algorithm::Trial, Algorithm::Sieve];
 
     /// The name used on the command line and on the wire.
-    pub fn name(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::Naive => "naive",
             Algorithm::Trial => "trial",
             Algorithm::Sieve => "sieve",
         }
     }
+
+    /// The algorithm named `text` (exactly, lowercase), if any.
+    pub fn from_name(text: &str) -> Option<Algorithm> {
+        Algorithm::ALL
+            .iter()
+            .copied()
+            .find(|algorithm| algorithm.as_str() == text)
+    }
 }
 
 impl fmt::Display for Algorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.as_str())
     }
 }
 
@@ -58,10 +67,7 @@ impl FromStr for Algorithm {
     type Err = UnknownAlgorithm;
 
     fn from_str(text: &str) -> Result<Algorithm, UnknownAlgorithm> {
-        Algorithm::ALL
-            .into_iter()
-            .find(|algorithm| algorithm.name() == text)
-            .ok_or_else(|| UnknownAlgorithm(text.to_owned()))
+        Algorithm::from_name(text).ok_or_else(|| UnknownAlgorithm(text.to_owned()))
     }
 }
 
@@ -71,8 +77,8 @@ mod tests {
 
     #[test]
     fn algorithm_names_round_trip() {
-        for algorithm in Algorithm::ALL {
-            assert_eq!(algorithm.name().parse(), Ok(algorithm));
+        for &algorithm in Algorithm::ALL {
+            assert_eq!(algorithm.as_str().parse(), Ok(algorithm));
         }
         assert!("Sieve".parse::<Algorithm>().is_err());
         assert_eq!(Algorithm::default(), Algorithm::Sieve);

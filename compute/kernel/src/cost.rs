@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn cost_grows_with_n_and_with_length() {
-        for algorithm in Algorithm::ALL {
+        for &algorithm in Algorithm::ALL {
             let near = |lo: u64| ops(algorithm, lo, lo + 1000);
             assert!(near(1_000) < near(1_000_000), "{algorithm}");
             assert!(near(1_000_000) < near(1_000_000_000_000), "{algorithm}");
@@ -304,7 +304,7 @@ mod tests {
             assert_eq!(ops(algorithm, 5, 5), 0.0);
         }
         // Finite and positive all the way up.
-        for algorithm in Algorithm::ALL {
+        for &algorithm in Algorithm::ALL {
             let top = ops(algorithm, u64::MAX - 1000, u64::MAX);
             assert!(top.is_finite() && top > 0.0, "{algorithm}: {top}");
             let all = ops(algorithm, 1, u64::MAX);
