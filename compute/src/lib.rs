@@ -5,5 +5,4 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod net;
 pub mod sandbox;

@@ -425,7 +425,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    if let Err(e) = compute::net::keep_alive(&stream) {
+                    if let Err(e) = sigma_link::keep_alive(&stream) {
                         log::debug!("cannot turn TCP keepalive on for {peer}: {e}");
                     }
                     let entry = self.connections.vacant_entry();
