@@ -108,15 +108,7 @@ pub fn run(options: Options) -> Result<(), ClientError> {
         Some(path) => Some(token::read(path).map_err(ClientError::Token)?.token),
         None => None,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGQUIT,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGTERM,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(ClientError::Signals)?;
-    }
+    let stop = sigma_link::stop_flag().map_err(ClientError::Signals)?;
     let sandbox = if options.accept_jobs {
         let config = SandboxConfig::for_current_exe().map_err(ClientError::Sandbox)?;
         Some(Arc::new(SandboxConfig {

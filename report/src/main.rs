@@ -8,8 +8,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -440,15 +439,7 @@ fn kill(
 }
 
 fn watch(link: &mut Link, address: SocketAddr, every: Duration) -> Result<(), ReportError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGQUIT,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGTERM,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(ReportError::Signals)?;
-    }
+    let stop = sigma_link::stop_flag().map_err(ReportError::Signals)?;
     while !stop.load(Ordering::Relaxed) {
         let mut screen = Vec::new();
         // Home the cursor and clear the screen, then draw.

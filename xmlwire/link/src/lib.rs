@@ -1,7 +1,8 @@
 //! What sigma's binaries share, once: the blocking client link to manage ([`Link`]), address
 //! resolving with the default port ([`resolve`]), the token file and its challenge answer
-//! ([`token`]), TCP keepalive ([`keep_alive`]), random bytes from the OS ([`random`]), and
-//! command-line errors on one line that keep clap's suggestions ([`cli`]).
+//! ([`token`]), TCP keepalive ([`keep_alive`]), random bytes from the OS ([`random`]), signals
+//! as a stop flag ([`stop_flag`]), and command-line errors on one line that keep clap's
+//! suggestions ([`cli`]).
 //!
 //! xmlwire itself stays free of I/O; this crate is where its messages meet sockets and files.
 
@@ -13,8 +14,10 @@ pub mod cli;
 mod keepalive;
 mod link;
 pub mod random;
+mod signals;
 pub mod token;
 
 pub use address::{resolve, ResolveError, DEFAULT_PORT};
 pub use keepalive::keep_alive;
 pub use link::{Link, LinkError};
+pub use signals::stop_flag;
