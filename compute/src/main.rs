@@ -1,14 +1,16 @@
 //! `compute`: scan a range locally, benchmark the kernel, or (with no subcommand) work for
 //! manage as a client.
 
+use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use compute::Algorithm;
+use compute::client::ClientError;
+use sigma_kernel::{Algorithm, ScanError};
+use sigma_link::cli;
 
 /// Searches for perfect numbers by brute force.
 #[derive(Debug, Parser)]
@@ -84,46 +86,14 @@ fn every_core() -> usize {
     std::thread::available_parallelism().map_or(1, |cores| cores.get())
 }
 
-/// Exit code for usage errors, as clap uses.
-const USAGE: u8 = 2;
-
-/// A clap error squeezed onto one line: its message without the usage and help hints.
-fn one_line(error: &clap::Error) -> String {
-    let rendered = error.render().to_string();
-    let message: Vec<&str> = rendered
-        .lines()
-        .map(str::trim)
-        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))
-        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
-        .collect();
-    let message = message.join(" ");
-    let message = message.strip_prefix("error: ").unwrap_or(&message);
-    format!("compute: {message}")
-}
-
 fn main() -> ExitCode {
     // Hidden helper modes of the job sandbox (compute::sandbox): never shown in --help.
     if let Some(code) = compute::sandbox::helper_main(std::env::args_os()) {
         return code;
     }
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse::<Cli>("compute") {
         Ok(cli) => cli,
-        Err(error)
-            if matches!(
-                error.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) =>
-        {
-            // Help and version go to stdout and are not errors.
-            return match error.print() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            };
-        }
-        Err(error) => {
-            eprintln!("{}", one_line(&error));
-            return ExitCode::from(USAGE);
-        }
+        Err(code) => return code,
     };
     let result = match cli.command {
         Some(Command::Scan {
@@ -133,8 +103,8 @@ fn main() -> ExitCode {
             threads,
         }) => run_scan(lo, hi, algorithm, threads.unwrap_or_else(every_core)),
         Some(Command::Bench { threads }) => {
-            compute::bench::run_report(threads.unwrap_or_else(every_core), &mut io::stdout())
-                .map_err(|error| Failure::Output(error.to_string()))
+            sigma_kernel::bench::run_report(threads.unwrap_or_else(every_core), &mut io::stdout())
+                .map_err(Failure::Output)
         }
         None => {
             env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -147,46 +117,51 @@ fn main() -> ExitCode {
                 token_file: cli.token_file,
                 accept_jobs: cli.accept_jobs,
             })
-            .map_err(Failure::Run)
+            .map_err(Failure::Client)
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => {
-            eprintln!("compute: {message}");
-            ExitCode::from(USAGE)
-        }
-        Err(Failure::Run(message)) => {
-            eprintln!("compute: {message}");
-            ExitCode::FAILURE
-        }
-        Err(Failure::Output(message)) => {
-            eprintln!("compute: cannot write the output: {message}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("compute: {failure}");
+            match failure {
+                Failure::Range(_) => ExitCode::from(cli::USAGE),
+                Failure::Client(_) | Failure::Output(_) => ExitCode::FAILURE,
+            }
         }
     }
 }
 
+/// Why compute stopped with an error.
+#[derive(Debug)]
 enum Failure {
-    /// Bad arguments: exit 2.
-    Usage(String),
-    /// The run itself failed: exit 1.
-    Run(String),
+    /// `scan` was given a range that cannot be scanned: a usage error, exit 2.
+    Range(ScanError),
+    /// Client mode stopped for good: exit 1.
+    Client(ClientError),
     /// stdout went away: exit 1.
-    Output(String),
+    Output(io::Error),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Range(ScanError::ZeroLo) => f.write_str("LO must be at least 1"),
+            Failure::Range(ScanError::Reversed { lo, hi }) => {
+                write!(f, "LO ({lo}) is above HI ({hi})")
+            }
+            Failure::Range(error) => error.fmt(f),
+            Failure::Client(error) => error.fmt(f),
+            Failure::Output(error) => write!(f, "cannot write the output: {error}"),
+        }
+    }
 }
 
 fn run_scan(lo: u64, hi: u64, algorithm: Algorithm, threads: usize) -> Result<(), Failure> {
-    if lo == 0 {
-        return Err(Failure::Usage("LO must be at least 1".to_owned()));
-    }
-    if lo > hi {
-        return Err(Failure::Usage(format!("LO ({lo}) is above HI ({hi})")));
-    }
     let never = AtomicBool::new(false);
     let started = Instant::now();
-    let outcome = compute::scan(algorithm, lo, hi, threads, &never, None)
-        .map_err(|error| Failure::Usage(error.to_string()))?;
+    let outcome =
+        sigma_kernel::scan(algorithm, lo, hi, threads, &never, None).map_err(Failure::Range)?;
     let seconds = started.elapsed().as_secs_f64();
 
     let mut text = String::new();
@@ -199,7 +174,7 @@ fn run_scan(lo: u64, hi: u64, algorithm: Algorithm, threads: usize) -> Result<()
     stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(|error| Failure::Output(error.to_string()))?;
+        .map_err(Failure::Output)?;
     let rate = if seconds > 0.0 {
         count as f64 / seconds
     } else {

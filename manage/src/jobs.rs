@@ -23,16 +23,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::Millis;
 
-/// How a job chooses its compute (the `<run>`'s `schedule`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Policy {
-    /// Uniform among the computes with room.
-    Random,
-    /// The computes in turn.
-    RoundRobin,
-    /// Fewest jobs running, then lowest id.
-    LeastLoaded,
-}
+/// How a job chooses its compute: the `<run>`'s `schedule`, the wire's own type.
+pub use xmlwire::protocol::Schedule as Policy;
 
 /// The limits of the job routing.
 #[derive(Clone, Copy, Debug)]

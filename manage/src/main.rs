@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::error::ErrorKind;
 use clap::Parser;
 
 /// sigma's server: hands out ranges of numbers to computes and gathers the perfect numbers.
@@ -151,50 +150,8 @@ fn config_from(cli: Cli) -> Result<server::Config, UsageError> {
     })
 }
 
-/// Exit code for usage errors, as clap uses.
-const USAGE: u8 = 2;
-
-/// A clap error squeezed onto one line: its message without the usage and help hints.
-fn one_line(error: &clap::Error) -> String {
-    let rendered = error.render().to_string();
-    let message: Vec<&str> = rendered
-        .lines()
-        .map(str::trim)
-        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))
-        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
-        .collect();
-    let message = message.join(" ");
-    message
-        .strip_prefix("error: ")
-        .unwrap_or(&message)
-        .to_string()
-}
-
-/// The command line, or the exit code: help and version print to stdout and exit 0; a usage
-/// error prints one line to stderr and exits 2.
-fn parse_command_line(program: &str) -> Result<Cli, ExitCode> {
-    match Cli::try_parse() {
-        Ok(cli) => Ok(cli),
-        Err(error)
-            if matches!(
-                error.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) =>
-        {
-            Err(match error.print() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            })
-        }
-        Err(error) => {
-            eprintln!("{program}: {}", one_line(&error));
-            Err(ExitCode::from(USAGE))
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = match parse_command_line("manage") {
+    let cli = match sigma_link::cli::parse::<Cli>("manage") {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -223,9 +180,9 @@ fn main() -> ExitCode {
     }));
     let config = match config_from(cli) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("manage: {error}");
-            return ExitCode::from(USAGE);
+        Err(message) => {
+            eprintln!("manage: {message}");
+            return ExitCode::from(sigma_link::cli::USAGE);
         }
     };
     let outcome = server::run(config);

@@ -17,7 +17,7 @@
 use crate::Millis;
 
 /// Predicted kernel operations for a range, per algorithm: the reactor plugs in
-/// `compute::cost::ops`. It should grow with the length of the range (and, for a fixed length,
+/// `sigma_kernel::cost::ops`. It should grow with the length of the range (and, for a fixed length,
 /// with lo); sizing stays within bounds even when it does not, or returns NaN or infinities.
 pub trait CostModel {
     /// The algorithms a compute may run.
@@ -400,7 +400,8 @@ mod tests {
 
     #[test]
     fn range_len_needs_few_evaluations_of_the_real_cost_model() {
-        let sieve = |lo: u64, hi: u64| compute::cost::ops(compute::Algorithm::Sieve, lo, hi);
+        let sieve =
+            |lo: u64, hi: u64| sigma_kernel::cost::ops(sigma_kernel::Algorithm::Sieve, lo, hi);
         let mut all = Vec::new();
         for lo in [1u64, 1_000_000, 1_000_000_000, 1_000_000_000_000, 1 << 50] {
             // From a probe's budget to 15 s of a fast multi-core compute.

@@ -3,20 +3,23 @@
 //! on a compute that accepts jobs and passes on its output and exit code.
 #![forbid(unsafe_code)]
 
+use std::fmt;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use clap::error::ErrorKind;
-use clap::{Parser, Subcommand, ValueEnum};
-use xmlwire::protocol::{self, Message, Status};
-use xmlwire::{Limits, Reader, XmlStr};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Parser, Subcommand};
+use sigma_link::cli::{self, USAGE};
+use sigma_link::token::{self, TokenError};
+use sigma_link::{Link, LinkError, ResolveError};
+use xmlwire::protocol::{self, ErrorCode, Message, Status};
+use xmlwire::{Limits, XmlStr};
 
-const DEFAULT_PORT: u16 = 8128;
+/// How long manage may take to accept the connection, and to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shows what a sigma cluster found and who is working on it.
@@ -56,8 +59,8 @@ struct RunArgs {
     /// The source file: .c (C), .cpp or .cc (C++), .rs (Rust), .py (Python).
     file: PathBuf,
     /// Which compute runs it.
-    #[arg(long, value_enum, default_value = "least-loaded")]
-    schedule: ScheduleArg,
+    #[arg(long, default_value = "least-loaded", value_parser = schedule_parser())]
+    schedule: protocol::Schedule,
     /// A file to give the program as its standard input (default: none).
     #[arg(long, value_name = "FILE")]
     stdin: Option<PathBuf>,
@@ -69,11 +72,14 @@ struct RunArgs {
     memory_limit: u64,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum ScheduleArg {
-    Random,
-    RoundRobin,
-    LeastLoaded,
+/// `--schedule` takes the wire's keywords, so the protocol's `Schedule` is the only enum.
+fn schedule_parser() -> impl TypedValueParser<Value = protocol::Schedule> {
+    PossibleValuesParser::new(
+        protocol::Schedule::ALL
+            .iter()
+            .map(|schedule| schedule.as_str()),
+    )
+    .try_map(|name| protocol::Schedule::from_name(&name).ok_or("not a schedule"))
 }
 
 /// Exit codes of `report run` for a run that did not end by itself.
@@ -81,50 +87,63 @@ const EXIT_TIME_LIMIT: u8 = 124;
 const EXIT_MEMORY_LIMIT: u8 = 137;
 const EXIT_OUTPUT_LIMIT: u8 = 141;
 
-/// Exit code for usage errors, as clap uses.
-const USAGE: u8 = 2;
-
-/// A clap error squeezed onto one line: its message without the usage and help hints.
-fn one_line(error: &clap::Error) -> String {
-    let rendered = error.render().to_string();
-    let message: Vec<&str> = rendered
-        .lines()
-        .map(str::trim)
-        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))
-        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
-        .collect();
-    let message = message.join(" ");
-    message
-        .strip_prefix("error: ")
-        .unwrap_or(&message)
-        .to_string()
+/// Why a report command failed (exit 1).
+#[derive(Debug)]
+enum ReportError {
+    /// manage's address does not resolve.
+    Resolve(ResolveError),
+    /// The link to manage failed.
+    Link(LinkError),
+    /// manage asked for its token and the token file cannot be read.
+    Token(TokenError),
+    /// manage answered with an `<error>`.
+    Refused(ErrorCode, String),
+    /// manage answered with a message that does not fit here (its name).
+    Unexpected(&'static str),
+    /// manage challenged the answer to its challenge.
+    ChallengedAgain,
+    /// A value that must be hex or base64 is not (what it is).
+    Malformed(&'static str),
+    /// A file to send cannot be read.
+    ReadFile(PathBuf, io::Error),
+    /// A signal handler cannot be installed.
+    Signals(io::Error),
+    /// Standard output went away.
+    Write(io::Error),
 }
 
-/// The command line, or the exit code: help and version print to stdout and exit 0; a usage
-/// error prints one line to stderr and exits 2.
-fn parse_command_line(program: &str) -> Result<Cli, ExitCode> {
-    match Cli::try_parse() {
-        Ok(cli) => Ok(cli),
-        Err(error)
-            if matches!(
-                error.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) =>
-        {
-            Err(match error.print() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            })
-        }
-        Err(error) => {
-            eprintln!("{program}: {}", one_line(&error));
-            Err(ExitCode::from(USAGE))
+impl fmt::Display for ReportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReportError::Resolve(e) => e.fmt(f),
+            ReportError::Link(e) => e.fmt(f),
+            ReportError::Token(e) => write!(
+                f,
+                "manage asks for its token: {e} (give --token-file, a copy of the token file in manage's state folder)"
+            ),
+            ReportError::Refused(code, text) => write!(f, "manage answered: {code}: {text}"),
+            ReportError::Unexpected(name) => {
+                write!(f, "manage answered with an unexpected <{name}>")
+            }
+            ReportError::ChallengedAgain => f.write_str("manage challenged the answer again"),
+            ReportError::Malformed(what) => write!(f, "{what}"),
+            ReportError::ReadFile(path, e) => write!(f, "cannot read {}: {e}", path.display()),
+            ReportError::Signals(e) => write!(f, "cannot install a signal handler: {e}"),
+            ReportError::Write(e) => write!(f, "cannot write: {e}"),
         }
     }
 }
 
+impl std::error::Error for ReportError {}
+
+impl From<LinkError> for ReportError {
+    fn from(error: LinkError) -> ReportError {
+        ReportError::Link(error)
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = match parse_command_line("report") {
+    let cli = match cli::parse::<Cli>("report") {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -151,9 +170,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
-    let address = resolve(&cli.server)?;
-    let mut link = Link::connect(address)?;
+fn run(cli: &Cli) -> Result<(), ReportError> {
+    let address = sigma_link::resolve(&cli.server).map_err(ReportError::Resolve)?;
+    let mut link = connect(address)?;
     if cli.kill {
         return kill(&mut link, address, cli.token_file.as_deref());
     }
@@ -161,13 +180,13 @@ fn run(cli: &Cli) -> Result<(), String> {
         return watch(&mut link, address, Duration::from_secs_f64(seconds));
     }
     let mut out = io::stdout().lock();
-    link.request_status(|raw, status| {
+    request_status(&mut link, |raw, status| {
         if cli.xml {
-            writeln!(out, "{raw}")
+            writeln!(out, "{}", String::from_utf8_lossy(raw))
         } else {
             render(&mut out, address, status, None)
         }
-        .map_err(|e| format!("cannot write: {e}"))
+        .map_err(ReportError::Write)
     })?
 }
 
@@ -213,13 +232,12 @@ fn submit(
     args: &RunArgs,
     language: protocol::Language,
     token_file: Option<&std::path::Path>,
-) -> Result<ExitCode, String> {
-    let source = std::fs::read(&args.file)
-        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+) -> Result<ExitCode, ReportError> {
+    let read =
+        |path: &PathBuf| std::fs::read(path).map_err(|e| ReportError::ReadFile(path.clone(), e));
+    let source = read(&args.file)?;
     let input = match &args.stdin {
-        Some(path) => {
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
+        Some(path) => read(path)?,
         None => Vec::new(),
     };
     // Base64 carries any bytes (XML text cannot carry NUL, bare CR, invalid UTF-8).
@@ -232,32 +250,28 @@ fn submit(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let time_limit_ms = (args.time_limit * 1000.0).ceil() as u64;
-    let address = resolve(server)?;
-    let mut link = Link::connect(address)?;
+    let address = sigma_link::resolve(server).map_err(ReportError::Resolve)?;
+    let mut link = connect(address)?;
     // The answer comes after the compile and the run: wait for both and a margin.
     let wait = Duration::from_millis(time_limit_ms) + Duration::from_secs(180);
-    link.stream
+    link.stream()
         .set_read_timeout(Some(wait))
-        .map_err(|e| format!("cannot set timeouts: {e}"))?;
-    let schedule = match args.schedule {
-        ScheduleArg::Random => protocol::Schedule::Random,
-        ScheduleArg::RoundRobin => protocol::Schedule::RoundRobin,
-        ScheduleArg::LeastLoaded => protocol::Schedule::LeastLoaded,
-    };
-    let make = |mac: Option<protocol::Hex<'_>>| -> Result<Vec<u8>, String> {
+        .map_err(LinkError::Setup)?;
+    let schedule = args.schedule;
+    let make = |mac: Option<protocol::Hex<'_>>| -> Result<Vec<u8>, ReportError> {
         let program = protocol::Program {
             language,
             name: XmlStr::Plain(&name),
             time_limit_ms,
             memory_limit_mb: args.memory_limit,
             source: protocol::Payload::Base64(
-                protocol::Base64::new(&source64).ok_or("bad base64")?,
+                protocol::Base64::new(&source64).ok_or(ReportError::Malformed("bad base64"))?,
             ),
             stdin: if input.is_empty() {
                 None
             } else {
                 Some(protocol::Payload::Base64(
-                    protocol::Base64::new(&input64).ok_or("bad base64")?,
+                    protocol::Base64::new(&input64).ok_or(ReportError::Malformed("bad base64"))?,
                 ))
             },
         };
@@ -280,16 +294,11 @@ fn submit(
         })??;
         match step {
             Ok(code) => return Ok(code),
-            Err(_) if answered => return Err("manage challenged the answer again".into()),
+            Err(_) if answered => return Err(ReportError::ChallengedAgain),
             Err(nonce) => {
-                let path = token_path(token_file);
-                let token = xmlwire::auth::read_token_file(&path).map_err(|e| {
-                    format!("manage asks for its token: {e} (give --token-file, a copy of the token file in manage's state folder)")
-                })?;
-                let nonce =
-                    protocol::Hex::new(&nonce).ok_or("manage sent a nonce that is not hex")?;
-                let mac = xmlwire::auth::answer(&token, nonce);
-                let mac = protocol::Hex::new(&mac).ok_or("a MAC that is not hex")?;
+                let mac = answer_challenge(token_file, &nonce)?;
+                let mac = protocol::Hex::new(&mac)
+                    .ok_or(ReportError::Malformed("a MAC that is not hex"))?;
                 link.send_raw(&make(Some(mac))?)?;
                 answered = true;
             }
@@ -381,11 +390,23 @@ fn token_path(given: Option<&std::path::Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("sigma-state/token"))
 }
 
+/// The answer to manage's challenge `nonce`, with the token in the token file.
+fn answer_challenge(
+    token_file: Option<&std::path::Path>,
+    nonce: &str,
+) -> Result<String, ReportError> {
+    let path = token_path(token_file);
+    let token = token::read(&path).map_err(ReportError::Token)?.token;
+    token::answer(&token, nonce).ok_or(ReportError::Malformed(
+        "manage sent a nonce that is not hex",
+    ))
+}
+
 fn kill(
     link: &mut Link,
     address: SocketAddr,
     token_file: Option<&std::path::Path>,
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     link.send(&Message::Kill(protocol::Kill { mac: None }))?;
     // manage challenges the request: the answer proves we hold its token.
     let nonce = link.receive(|_, message| match message {
@@ -402,13 +423,8 @@ fn kill(
     let Some(nonce) = nonce else {
         return Ok(());
     };
-    let path = token_path(token_file);
-    let token = xmlwire::auth::read_token_file(&path).map_err(|e| {
-        format!("manage asks for its token: {e} (give --token-file, a copy of the token file in manage's state folder)")
-    })?;
-    let nonce = protocol::Hex::new(&nonce).ok_or("manage sent a nonce that is not hex")?;
-    let mac = xmlwire::auth::answer(&token, nonce);
-    let mac = protocol::Hex::new(&mac).ok_or("a MAC that is not hex")?;
+    let mac = answer_challenge(token_file, &nonce)?;
+    let mac = protocol::Hex::new(&mac).ok_or(ReportError::Malformed("a MAC that is not hex"))?;
     link.send(&Message::Kill(protocol::Kill { mac: Some(mac) }))?;
     link.receive(|_, message| match message {
         Message::Stopping(stopping) => {
@@ -422,28 +438,19 @@ fn kill(
     })?
 }
 
-fn watch(link: &mut Link, address: SocketAddr, every: Duration) -> Result<(), String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGQUIT,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGTERM,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| format!("cannot install a signal handler: {e}"))?;
-    }
+fn watch(link: &mut Link, address: SocketAddr, every: Duration) -> Result<(), ReportError> {
+    let stop = sigma_link::stop_flag().map_err(ReportError::Signals)?;
     while !stop.load(Ordering::Relaxed) {
         let mut screen = Vec::new();
         // Home the cursor and clear the screen, then draw.
         screen.extend_from_slice(b"\x1b[H\x1b[2J");
-        link.request_status(|_, status| {
-            render(&mut screen, address, status, Some(every)).map_err(|e| e.to_string())
+        request_status(link, |_, status| {
+            render(&mut screen, address, status, Some(every)).map_err(ReportError::Write)
         })??;
         io::stdout()
             .write_all(&screen)
             .and_then(|()| io::stdout().flush())
-            .map_err(|e| format!("cannot write: {e}"))?;
+            .map_err(ReportError::Write)?;
         let next = Instant::now() + every;
         while Instant::now() < next && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
@@ -452,12 +459,10 @@ fn watch(link: &mut Link, address: SocketAddr, every: Duration) -> Result<(), St
     Ok(())
 }
 
-fn unexpected(message: &Message<'_>) -> String {
+fn unexpected(message: &Message<'_>) -> ReportError {
     match message {
-        Message::Error(error) => {
-            format!("manage answered: {}: {}", error.code, text(error.message))
-        }
-        other => format!("manage answered with an unexpected <{}>", other.name()),
+        Message::Error(error) => ReportError::Refused(error.code, text(error.message)),
+        other => ReportError::Unexpected(other.name()),
     }
 }
 
@@ -467,98 +472,27 @@ fn text(value: XmlStr<'_>) -> String {
     out
 }
 
-/// `HOST`, `HOST:PORT`, `[V6]:PORT` or `V6`, resolved to the first address.
-fn resolve(server: &str) -> Result<SocketAddr, String> {
-    let with_port = if server.parse::<SocketAddr>().is_ok() {
-        server.to_string()
-    } else if server.parse::<std::net::Ipv6Addr>().is_ok() {
-        format!("[{server}]:{DEFAULT_PORT}")
-    } else if server.contains(':') {
-        server.to_string()
-    } else {
-        format!("{server}:{DEFAULT_PORT}")
+/// A link to manage whose reader takes status documents of large clusters.
+fn connect(address: SocketAddr) -> Result<Link, LinkError> {
+    let limits = Limits {
+        // A status document grows with the cluster: 64 MiB holds some 200,000 computes.
+        max_message_bytes: 64 << 20,
+        max_tokens: 4_000_000,
+        ..Limits::default()
     };
-    with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {server}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{server} resolves to no address"))
+    Link::connect(address, TIMEOUT, TIMEOUT, limits)
 }
 
-/// A blocking connection to manage.
-struct Link {
-    stream: TcpStream,
-    reader: Reader,
-    out: Vec<u8>,
-}
-
-impl Link {
-    fn connect(address: SocketAddr) -> Result<Link, String> {
-        let stream = TcpStream::connect_timeout(&address, TIMEOUT)
-            .map_err(|e| format!("cannot reach manage at {address}: {e}"))?;
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-            .map_err(|e| format!("cannot set timeouts: {e}"))?;
-        let limits = Limits {
-            // A status document grows with the cluster: 64 MiB holds some 200,000 computes.
-            max_message_bytes: 64 << 20,
-            max_tokens: 4_000_000,
-            ..Limits::default()
-        };
-        Ok(Link {
-            stream,
-            reader: Reader::new(limits),
-            out: Vec::new(),
-        })
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream
-            .write_all(bytes)
-            .map_err(|e| format!("cannot send to manage: {e}"))
-    }
-
-    fn send(&mut self, message: &Message<'_>) -> Result<(), String> {
-        self.out.clear();
-        message.encode(&mut self.out);
-        self.stream
-            .write_all(&self.out)
-            .map_err(|e| format!("cannot send to manage: {e}"))
-    }
-
-    /// Waits for the next message and hands it, with its raw text, to `handle`.
-    fn receive<T>(&mut self, handle: impl FnOnce(&str, Message<'_>) -> T) -> Result<T, String> {
-        loop {
-            match self.reader.next_message() {
-                Ok(Some(frame)) => {
-                    let raw = String::from_utf8_lossy(frame.bytes);
-                    let message = protocol::decode(&frame)
-                        .map_err(|e| format!("manage sent a bad message: {e}"))?;
-                    return Ok(handle(&raw, message));
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("manage sent bad XML: {e}")),
-            }
-            match self.reader.read_from(&mut self.stream) {
-                Ok(0) => return Err("manage closed the connection".into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("cannot read from manage: {e}")),
-            }
-        }
-    }
-
-    fn request_status<T>(
-        &mut self,
-        show: impl FnOnce(&str, &Status<'_>) -> T,
-    ) -> Result<T, String> {
-        self.send(&Message::StatusRequest)?;
-        self.receive(|raw, message| match message {
-            Message::Status(status) => Ok(show(raw, &status)),
-            other => Err(unexpected(&other)),
-        })?
-    }
+/// Asks for the status and hands it, with its raw bytes, to `show`.
+fn request_status<T>(
+    link: &mut Link,
+    show: impl FnOnce(&[u8], &Status<'_>) -> T,
+) -> Result<T, ReportError> {
+    link.send(&Message::StatusRequest)?;
+    link.receive(|raw, message| match message {
+        Message::Status(status) => Ok(show(raw, &status)),
+        other => Err(unexpected(&other)),
+    })?
 }
 
 /// The human view of a status document.

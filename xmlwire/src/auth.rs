@@ -39,15 +39,6 @@ pub fn parse_token(text: &str) -> Option<&str> {
     (token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit())).then_some(token)
 }
 
-/// Reads a token file (the one manage keeps in its state folder, or a copy of it).
-pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
-    parse_token(&text)
-        .map(str::to_string)
-        .ok_or_else(|| format!("{} does not hold a token (32+ hex digits)", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

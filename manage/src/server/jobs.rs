@@ -1,13 +1,12 @@
 //! Job routing glue: `<run>` from a report to a compute's control connection and the
 //! `<job-result>` back, with each step in the log and the `jobs` table.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use manage::jobs::{Action, Policy, Submitted};
+use manage::jobs::{Action, Submitted};
 use manage::{ComputeId, Millis};
-use xmlwire::protocol::{ErrorCode, Job, JobResult, JobStatus, Message, Output, Run, Schedule};
+use xmlwire::protocol::{ErrorCode, Job, JobResult, JobStatus, Message, Output, Run};
 use xmlwire::XmlStr;
 
 use super::events::Event;
@@ -130,13 +129,11 @@ impl Core {
         }
         let mut message = Vec::new();
         Message::Job(Job { id, program }).encode(&mut message);
-        let policy = match run.schedule {
-            Schedule::Random => Policy::Random,
-            Schedule::RoundRobin => Policy::RoundRobin,
-            Schedule::LeastLoaded => Policy::LeastLoaded,
-        };
         let budget = program.time_limit_ms.saturating_add(JOB_MARGIN_MS);
-        match self.jobs.submit(id, key as u64, policy, budget, now_ms) {
+        match self
+            .jobs
+            .submit(id, key as u64, run.schedule, budget, now_ms)
+        {
             Submitted::Send(compute) => {
                 self.job_messages.insert(id, message);
                 self.apply(
@@ -325,15 +322,9 @@ pub(super) fn failed_result(id: u64, status: JobStatus, why: &str) -> JobResult<
 
 /// A seed for the random job schedule, from the kernel (the clock if that fails).
 pub(super) fn random_seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_err()
-    {
-        let nanos = SystemTime::now()
+    sigma_link::random::u64().unwrap_or_else(|_| {
+        SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        return nanos as u64;
-    }
-    u64::from_le_bytes(bytes)
+            .map_or(0, |d| d.as_nanos() as u64)
+    })
 }

@@ -23,7 +23,6 @@ use manage::jobs::{Jobs, JobsConfig};
 use manage::scheduler::{Scheduler, SchedulerConfig};
 use manage::sizing::CostModel;
 use manage::Millis;
-use xmlwire::protocol::Algorithm as WireAlgorithm;
 
 use error::setup;
 use events::{Event, EventLog};
@@ -90,17 +89,9 @@ struct Outgoing {
 struct KernelCost;
 
 impl CostModel for KernelCost {
-    type Algorithm = compute::Algorithm;
-    fn ops(&self, algorithm: &compute::Algorithm, lo: u64, hi: u64) -> f64 {
-        compute::cost::ops(*algorithm, lo, hi)
-    }
-}
-
-fn kernel_algorithm(wire: WireAlgorithm) -> compute::Algorithm {
-    match wire {
-        WireAlgorithm::Naive => compute::Algorithm::Naive,
-        WireAlgorithm::Trial => compute::Algorithm::Trial,
-        WireAlgorithm::Sieve => compute::Algorithm::Sieve,
+    type Algorithm = sigma_kernel::Algorithm;
+    fn ops(&self, algorithm: &sigma_kernel::Algorithm, lo: u64, hi: u64) -> f64 {
+        sigma_kernel::cost::ops(*algorithm, lo, hi)
     }
 }
 

@@ -17,9 +17,9 @@ use xmlwire::liveness::{Liveness, SILENCE_LIMIT};
 use xmlwire::protocol::{self, ErrorCode, ErrorMessage, Message};
 use xmlwire::{Limits, XmlStr};
 
-use super::listener::Listener;
 use super::connection::{Connection, ReadOutcome, Role};
 use super::error::{setup, ServerError};
+use super::listener::Listener;
 use super::session::{shutdown_message, Sender};
 use super::{After, Core};
 
@@ -90,12 +90,13 @@ impl Sockets {
     ) -> Result<(Sockets, Arc<Waker>), ServerError> {
         let poll = Poll::new().map_err(setup("cannot create the poll"))?;
         let max_connections = connection_cap();
-        let bound = Listener::bind(listen, backlog.unwrap_or(max_connections)).map_err(
-            |source| ServerError::Listen {
-                address: listen,
-                source,
-            },
-        )?;
+        let bound =
+            Listener::bind(listen, backlog.unwrap_or(max_connections)).map_err(|source| {
+                ServerError::Listen {
+                    address: listen,
+                    source,
+                }
+            })?;
         let backlog_shortfall = bound.shortfall();
         let backlog_asked = backlog.is_some();
         let backlog = bound.backlog();
@@ -239,7 +240,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    if let Err(e) = compute::net::keep_alive(&stream) {
+                    if let Err(e) = sigma_link::keep_alive(&stream) {
                         log::debug!("cannot turn TCP keepalive on for {peer}: {e}");
                     }
                     let entry = self.connections.vacant_entry();

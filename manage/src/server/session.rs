@@ -1,7 +1,6 @@
 //! What each message means: the dispatch of a decoded message by the connection's role, the
 //! handshakes (hello, control, auth) and the privileged requests' gate.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +15,7 @@ use xmlwire::{auth, XmlStr};
 use super::connection::{AuthState, Role};
 use super::events::Event;
 use super::store::{JoinedCompute, StoreError};
-use super::{kernel_algorithm, After, Core, Links};
+use super::{After, Core, Links};
 
 pub(super) fn shutdown_message(reason: &str) -> Message<'_> {
     Message::Shutdown(protocol::Shutdown {
@@ -26,19 +25,18 @@ pub(super) fn shutdown_message(reason: &str) -> Message<'_> {
 
 /// Lowercase hex of 16 random bytes from the kernel.
 pub(super) fn random_hex() -> String {
-    let mut bytes = [0u8; 16];
-    if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
-        // Sessions only tie a control connection to its compute; a weak one is no hole in
-        // authentication, which does not rely on them.
-        log::warn!("cannot read /dev/urandom ({e}); using the clock");
+    sigma_link::random::hex(16).unwrap_or_else(|e| {
+        // Sessions only tie a control connection to its compute, and nonces only make an
+        // answer single-use; getrandom(2) does not fail on a running Linux, but if it did, a
+        // clock-based value keeps the cluster up.
+        log::warn!("{e}; using the clock");
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        bytes = nanos.to_le_bytes();
-    }
-    let mut text = String::with_capacity(32);
-    Hex::encode_into(&bytes, &mut text);
-    text
+        let mut text = String::with_capacity(32);
+        Hex::encode_into(&nanos.to_le_bytes(), &mut text);
+        text
+    })
 }
 
 pub(super) fn error_reply<'a>(code: ErrorCode, text: &'a str) -> Message<'a> {
@@ -301,7 +299,7 @@ impl Core {
             },
             peer: peer.to_string(),
             threads,
-            algorithm: kernel_algorithm(hello.algorithm),
+            algorithm: hello.algorithm,
             ops_per_sec: hello.ops_per_sec,
         };
         let id = self.scheduler.join(info, now_ms).0;

@@ -2,8 +2,7 @@
 
 use manage::Millis;
 use xmlwire::protocol::{
-    Algorithm as WireAlgorithm, ComputeStatus, FlaggedCompute, FoundPerfect, LeaseStatus, Message,
-    Status,
+    ComputeStatus, FlaggedCompute, FoundPerfect, LeaseStatus, Message, Status,
 };
 use xmlwire::XmlStr;
 
@@ -20,17 +19,9 @@ impl Core {
     }
 }
 
-pub(super) fn wire_algorithm(kernel: compute::Algorithm) -> WireAlgorithm {
-    match kernel {
-        compute::Algorithm::Naive => WireAlgorithm::Naive,
-        compute::Algorithm::Trial => WireAlgorithm::Trial,
-        compute::Algorithm::Sieve => WireAlgorithm::Sieve,
-    }
-}
-
 /// The scheduler's status view, ready to be written as a `<status>` message.
 pub(super) struct StatusDocument {
-    view: manage::scheduler::StatusView<compute::Algorithm>,
+    view: manage::scheduler::StatusView<sigma_kernel::Algorithm>,
 }
 
 impl StatusDocument {
@@ -87,7 +78,7 @@ impl StatusDocument {
                     address: XmlStr::Plain(&c.peer),
                     pid: u64::from(c.pid),
                     threads: u64::from(c.threads),
-                    algorithm: wire_algorithm(c.algorithm),
+                    algorithm: c.algorithm,
                     rate: c.numbers_per_sec as u64,
                     lease: c.lease.as_ref().map(|l| LeaseStatus {
                         lo: l.lo,

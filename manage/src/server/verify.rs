@@ -6,9 +6,9 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use compute::Algorithm;
 use manage::scheduler::PerfectFinding;
 use mio::Waker;
+use sigma_kernel::Algorithm;
 
 /// A checked claim.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl Verifier {
                 for claim in claim_queue {
                     // Trial division of this one number, independent of the compute's kernel.
                     let perfect = claim.n < u64::MAX
-                        && compute::scan(
+                        && sigma_kernel::scan(
                             Algorithm::Trial,
                             claim.n,
                             claim.n + 1,

@@ -7,7 +7,7 @@
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 
-use super::values::{Base64, Hex, PerfectList};
+use super::values::{Algorithm, Base64, Hex, PerfectList};
 use crate::{scan, XmlStr};
 
 /// The longest prefix of `text` whose characters XML can carry.
@@ -64,4 +64,10 @@ impl<'a> Arbitrary<'a> for PerfectList {
         }
         Ok(list)
     }
+}
+
+/// Any algorithm: `Algorithm` is the kernel's, which has no dependencies, so the messages that
+/// carry one name this function for their field instead of deriving through it.
+pub(super) fn algorithm(u: &mut Unstructured<'_>) -> Result<Algorithm> {
+    u.choose(Algorithm::ALL).copied()
 }

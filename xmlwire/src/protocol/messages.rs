@@ -69,6 +69,7 @@ pub struct Hello<'a> {
     /// Threads it scans with.
     pub threads: u64,
     /// How it tests numbers.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = super::fuzzing::algorithm))]
     pub algorithm: Algorithm,
     /// Kernel operations per second its timing loop measured.
     pub ops_per_sec: u64,
@@ -831,6 +832,7 @@ pub struct ComputeStatus<'a> {
     /// Its threads.
     pub threads: u64,
     /// Its algorithm.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = super::fuzzing::algorithm))]
     pub algorithm: Algorithm,
     /// Numbers per second it tested, as manage measures it.
     pub rate: u64,

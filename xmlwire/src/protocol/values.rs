@@ -62,15 +62,12 @@ macro_rules! keywords {
     };
 }
 
-keywords! {
-    /// How a compute tests numbers (the protocol's own copy: xmlwire does not depend on compute).
-    pub enum Algorithm {
-        /// Trial division by every d < n.
-        Naive = "naive",
-        /// Trial division up to the square root.
-        Trial = "trial",
-        /// The segmented divisor-pair sieve.
-        Sieve = "sieve",
+/// How a compute tests numbers: the kernel's own enum, written `naive`, `trial` or `sieve`.
+pub use sigma_kernel::Algorithm;
+
+impl Keyword for Algorithm {
+    fn from_keyword(text: &str) -> Option<Self> {
+        Algorithm::from_name(text)
     }
 }
 

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use compute::kernel::proper_divisor_sum;
-use compute::{scan, Algorithm, ScanError, ScanOutcome};
 use proptest::prelude::*;
+use sigma_kernel::proper_divisor_sum;
+use sigma_kernel::{scan, Algorithm, ScanError, ScanOutcome};
 
 fn run(algorithm: Algorithm, lo: u64, hi: u64, threads: usize) -> ScanOutcome {
     let never = AtomicBool::new(false);

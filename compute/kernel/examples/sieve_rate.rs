@@ -1,12 +1,12 @@
 //! One-thread sieve throughput for A/B comparisons: for each magnitude, `runs` scans of the
 //! same range, timed by on-CPU time, and the median numbers/s.
 //!
-//! `cargo run --release -p compute --example sieve_rate -- [runs] [lo:len ...]`
+//! `cargo run --release -p sigma-kernel --example sieve_rate -- [runs] [lo:len ...]`
 
 use std::sync::atomic::AtomicBool;
 
-use compute::bench::thread_cpu_seconds;
-use compute::{scan, Algorithm};
+use sigma_kernel::bench::thread_cpu_seconds;
+use sigma_kernel::{scan, Algorithm};
 
 fn main() {
     let mut args = std::env::args().skip(1);

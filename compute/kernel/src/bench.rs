@@ -189,7 +189,7 @@ pub fn run_report(threads: usize, out: &mut dyn Write) -> io::Result<()> {
 
     writeln!(out, "timing loop (cost-model operations per second):")?;
     let mut rates = Vec::new();
-    for algorithm in Algorithm::ALL {
+    for &algorithm in Algorithm::ALL {
         let mut line = format!("  {algorithm:<6}");
         for &count in &thread_counts {
             let started = Instant::now();
@@ -213,12 +213,12 @@ pub fn run_report(threads: usize, out: &mut dyn Write) -> io::Result<()> {
     )?;
     let mut measurements = Vec::new();
     for &lo in &MAGNITUDES {
-        for algorithm in Algorithm::ALL {
+        for &algorithm in Algorithm::ALL {
             if !affordable(algorithm, lo) {
                 writeln!(
                     out,
                     "{:<6} {:>6}  skipped: about {:.1} s per number by the model",
-                    algorithm.name(),
+                    algorithm.as_str(),
                     magnitude_name(lo),
                     predicted_seconds(&rates, algorithm, 1, lo, lo + 1),
                 )?;
@@ -229,7 +229,7 @@ pub fn run_report(threads: usize, out: &mut dyn Write) -> io::Result<()> {
                 writeln!(
                     out,
                     "{:<6} {:>6} {:>7} {:>14} {:>9.3} {:>14.0}",
-                    algorithm.name(),
+                    algorithm.as_str(),
                     magnitude_name(lo),
                     count,
                     m.numbers,
@@ -310,7 +310,7 @@ pub fn run_report(threads: usize, out: &mut dyn Write) -> io::Result<()> {
         let predicted = predicted_seconds(&rates, m.algorithm, m.threads, m.lo, m.lo + m.numbers);
         let mut line = format!(
             "{:<6} {:>6} {:>7} {:>14} {:>10.3} {:>9.3} {:>+6.1}%",
-            m.algorithm.name(),
+            m.algorithm.as_str(),
             magnitude_name(m.lo),
             m.threads,
             m.numbers,
@@ -359,7 +359,7 @@ mod tests {
         for lo in MAGNITUDES {
             for threads in [2, 3, 16] {
                 let len = starting_length(Algorithm::Sieve, lo, threads);
-                let plan = crate::kernel::BlockPlan::new(Algorithm::Sieve, lo, lo + len, threads);
+                let plan = crate::plan::BlockPlan::new(Algorithm::Sieve, lo, lo + len, threads);
                 assert!(
                     plan.blocks() >= 2 * threads as u64,
                     "near {lo}, {threads} threads: {len} numbers make {} blocks",

@@ -26,9 +26,9 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 use std::time::Instant;
 
-use crate::kernel::{isqrt, BlockPlan};
+use crate::plan::BlockPlan;
 use crate::sieve::{self, Bands};
-use crate::{scan, Algorithm};
+use crate::{isqrt, scan, Algorithm};
 
 /// The work of a sieve scan, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -259,20 +259,6 @@ pub fn measure_ops_per_second(algorithm: Algorithm, threads: usize) -> u64 {
     (rate as u64).max(1)
 }
 
-/// The sieve's bands, for the benchmark report.
-pub fn sieve_bands_summary(lo: u64, hi: u64) -> String {
-    let bands = Bands::new(lo, hi.min(lo.saturating_add(sieve::MAX_BLOCK_LEN)));
-    format!(
-        "divisors up to {}: small to {}, windowed to {}, bucketed to {}, segments of 2^{}, windows of 2^{}",
-        bands.max_divisor,
-        bands.small_top,
-        bands.window_top,
-        bands.bucket_top,
-        bands.log2_segment_len,
-        bands.log2_window_len
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,7 +296,7 @@ mod tests {
 
     #[test]
     fn cost_grows_with_n_and_with_length() {
-        for algorithm in Algorithm::ALL {
+        for &algorithm in Algorithm::ALL {
             let near = |lo: u64| ops(algorithm, lo, lo + 1000);
             assert!(near(1_000) < near(1_000_000), "{algorithm}");
             assert!(near(1_000_000) < near(1_000_000_000_000), "{algorithm}");
@@ -318,7 +304,7 @@ mod tests {
             assert_eq!(ops(algorithm, 5, 5), 0.0);
         }
         // Finite and positive all the way up.
-        for algorithm in Algorithm::ALL {
+        for &algorithm in Algorithm::ALL {
             let top = ops(algorithm, u64::MAX - 1000, u64::MAX);
             assert!(top.is_finite() && top > 0.0, "{algorithm}: {top}");
             let all = ops(algorithm, 1, u64::MAX);

@@ -5,18 +5,18 @@
 //! summary times each variant again (best of three, in this run) and prints numbers/s, the
 //! ratios between algorithms, and the cost model's predicted seconds against measured ones (wall
 //! clock, and on-CPU time against an on-CPU timing loop). Before, between and after, it prints
-//! how contended the shared cache is ([`compute::bench::shared_cache_rate`]): on a shared
+//! how contended the shared cache is ([`sigma_kernel::bench::shared_cache_rate`]): on a shared
 //! machine the sieve's figures near 10^12 depend on it.
 //!
-//! `cargo bench -p compute --bench kernel` (about two minutes).
+//! `cargo bench -p sigma-kernel --bench kernel` (about two minutes).
 
 use std::hint::black_box;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use compute::bench::{self, magnitude_name, time_scan, Measurement, MAGNITUDES};
-use compute::{cost, scan, Algorithm};
 use criterion::{criterion_group, Criterion, Throughput};
+use sigma_kernel::bench::{self, magnitude_name, time_scan, Measurement, MAGNITUDES};
+use sigma_kernel::{cost, scan, Algorithm};
 
 /// Numbers per benchmark iteration: a few milliseconds to a few tens of milliseconds each.
 fn range_len(algorithm: Algorithm, lo: u64) -> Option<u64> {
@@ -54,12 +54,12 @@ fn kernel(c: &mut Criterion) {
             .sample_size(10)
             .warm_up_time(Duration::from_millis(300))
             .measurement_time(Duration::from_secs(2));
-        for algorithm in Algorithm::ALL {
+        for &algorithm in Algorithm::ALL {
             let Some(len) = range_len(algorithm, lo) else {
                 continue;
             };
             group.throughput(Throughput::Elements(len));
-            group.bench_function(algorithm.name(), |b| {
+            group.bench_function(algorithm.as_str(), |b| {
                 b.iter(|| {
                     let outcome = scan(algorithm, black_box(lo), lo + len, 1, &never, None)
                         .expect("valid range");
@@ -143,7 +143,7 @@ fn summary() {
     );
     let mut measured = Vec::new();
     for lo in MAGNITUDES {
-        for algorithm in Algorithm::ALL {
+        for &algorithm in Algorithm::ALL {
             let Some(len) = range_len(algorithm, lo) else {
                 continue;
             };
@@ -176,7 +176,7 @@ fn summary() {
             };
             println!(
                 "{:<6} {:>6} {:>12} {:>14.0} {:>14} {:>11.3} {:>10.3} {:>+6.1}%{cpu_columns}",
-                algorithm.name(),
+                algorithm.as_str(),
                 magnitude_name(lo),
                 m.numbers,
                 m.rate(),

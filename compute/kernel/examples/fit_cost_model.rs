@@ -1,16 +1,16 @@
 //! Derives the sieve cost model's weights: times one-thread sieve scans at magnitudes from 10^4
-//! to 10^13, splits each run's work into its kinds (`compute::cost::sieve_work`), and fits (on
+//! to 10^13, splits each run's work into its kinds (`sigma_kernel::cost::sieve_work`), and fits (on
 //! 10^4 to 3 * 10^12) the
 //! seconds per unit of each kind (non-negative, least squared relative error, exactly). The
 //! weights in `cost.rs` are these figures
 //! divided by the seconds per small-divisor update. Also prints how far the current model is
 //! off on each run.
 //!
-//! `cargo run --release -p compute --example fit_cost_model` (about a minute, one core).
+//! `cargo run --release -p sigma-kernel --example fit_cost_model` (about a minute, one core).
 
-use compute::bench;
-use compute::cost::{self, SieveWork};
-use compute::Algorithm;
+use sigma_kernel::bench;
+use sigma_kernel::cost::{self, SieveWork};
+use sigma_kernel::Algorithm;
 
 /// The kinds of work fitted.
 const K: usize = 5;
