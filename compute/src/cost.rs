@@ -12,7 +12,9 @@
 //!   with the other kinds of work weighed against it: the per-number set-up and read-out, the
 //!   small divisors' per-segment visits (sqrt(hi) of them per segment until that reaches the
 //!   segment length: the "per-segment overhead ~ sqrt(hi)"), updates from bucketed divisors,
-//!   and divisions (block set-up, and the direct band above ~7 * 10^13). The updates per number
+//!   and divisions (block set-up, and the direct band above ~7 * 10^13). The wheel's divisors
+//!   cost nothing per update in a block whose start lets the wheel take them, and a fraction
+//!   of an update in one that does not (from 1 to 1024^2). The updates per number
 //!   are sum over 2 <= d <= sqrt(n) of 1/d ~ ln sqrt(n) - 0.42, so cost grows with ln n.
 //!
 //! The weights are ratios between kinds of work on one core, fitted once (non-negative, least
@@ -35,8 +37,13 @@ use crate::{scan, Algorithm};
 pub struct SieveWork {
     /// Numbers scanned (each set up and read out once).
     pub numbers: f64,
-    /// Divisor-pair updates from small divisors (kept in per-divisor state).
+    /// Divisor-pair updates from small divisors (kept in per-divisor state), but for the
+    /// wheel's divisors in blocks whose wheel leaves them out.
     pub small_hits: f64,
+    /// Divisor-pair updates from the wheel's divisors (those of its period, up to the tiny
+    /// band's end) in blocks starting too low for the wheel to cover them: the tiny band sieves
+    /// them, densely (d = 2, 3, 4, ... hit the same cache lines again and again).
+    pub unwheeled_hits: f64,
     /// Visits of a small divisor to a segment (whether or not it hits).
     pub visits: f64,
     /// Divisor-pair updates from bucketed divisors.
@@ -51,7 +58,8 @@ pub struct SieveWork {
 }
 
 /// Weights of the sieve's kinds of work, in small-divisor updates: numbers, visits, bucketed
-/// updates, direct updates, divisions, window updates. Fitted (`examples/fit_cost_model.rs`:
+/// updates, direct updates, divisions, window updates, updates from the wheel's divisors where a
+/// block has no wheel for them. Fitted (`examples/fit_cost_model.rs`:
 /// on-CPU time, one thread, best of seven per magnitude, 10^4..3 * 10^12) on an AMD EPYC (Zen 4)
 /// VM shared with other builds, in a quiet spell, with the wheel, 2^20-number windows below
 /// 2^40 and blocks of whole windows: within 2.3% of measured from 10^4 to 3 * 10^12, 6.3%
@@ -61,8 +69,12 @@ pub struct SieveWork {
 /// but a read-modify-write in L3); a bucketed update ~4.9 (its 8-byte entry goes out to and
 /// back from the bucket pool). Direct updates and divisions only matter past ~7 * 10^13,
 /// outside the fit; their weights are estimates (a division ~ 7 updates, as the direct sweep's
-/// rate showed). They are ratios: a faster or slower machine changes only the measured rate.
-const SIEVE_WEIGHTS: [f64; 6] = [0.0, 2.32, 4.89, 2.0, 7.0, 2.11];
+/// rate showed). The wheel's divisors swept without the wheel (in blocks starting below
+/// 1024^2: a search's first probe from 1) are mostly 2 to 10, whose updates hit the same cache
+/// lines over and over: ~0.35 of an update each, from paired on-CPU timings (medians of 15) of
+/// [1, L) against [L, 2L) for L = 1.4 * 10^7, 5.7 * 10^7 and 2 * 10^8 (0.35, 0.25, 0.43).
+/// They are ratios: a faster or slower machine changes only the measured rate.
+const SIEVE_WEIGHTS: [f64; 7] = [0.0, 2.32, 4.89, 2.0, 7.0, 2.11, 0.35];
 const TRIAL_PER_NUMBER: f64 = 4.0;
 const NAIVE_PER_NUMBER: f64 = 4.0;
 
@@ -138,7 +150,8 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
     } else {
         WheelWork::default()
     };
-    let small_hits = (pair_updates(lo, hi, 1, bands.small_top) - wheel.hits).max(0.0);
+    let small_hits =
+        (pair_updates(lo, hi, 1, bands.small_top) - wheel.hits - wheel.unwheeled_hits).max(0.0);
     let window_hits = pair_updates(lo, hi, bands.small_top, bands.window_top);
     let bucket_hits = pair_updates(lo, hi, bands.window_top, bands.bucket_top);
     let window_len = (1u64 << bands.log2_window_len).min(block_len) as f64;
@@ -148,6 +161,7 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
     SieveWork {
         numbers,
         small_hits,
+        unwheeled_hits: wheel.unwheeled_hits,
         // Tiny divisors visit every L1-sized piece, the other small ones every segment.
         visits: (numbers * tiny_top.saturating_sub(1) as f64 - wheel.divisor_numbers)
             / bands.tiny_piece_len as f64
@@ -166,6 +180,8 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
 struct WheelWork {
     /// Pair updates that come with the numbers' set-up instead.
     hits: f64,
+    /// Pair updates of the wheel's divisors that a block's wheel leaves out.
+    unwheeled_hits: f64,
     /// Sum over the blocks of numbers * wheel divisors: the tiny band's visits saved, times its
     /// piece length.
     divisor_numbers: f64,
@@ -182,9 +198,14 @@ fn wheel_work(plan: &BlockPlan, tiny_top: u64) -> WheelWork {
     let divisors = |top: u64| (2..=top).filter(move |&d| sieve::Wheel::covers(top, d));
     let piece = |work: &mut WheelWork, start: u64, end: u64| {
         let top = sieve::Wheel::top_for(start, tiny_top);
-        for d in divisors(top) {
-            work.hits += pair_updates(start, end, d - 1, d);
-            work.divisor_numbers += (end - start) as f64;
+        for d in divisors(tiny_top) {
+            let hits = pair_updates(start, end, d - 1, d);
+            if d <= top {
+                work.hits += hits;
+                work.divisor_numbers += (end - start) as f64;
+            } else {
+                work.unwheeled_hits += hits;
+            }
         }
     };
     let mut work = WheelWork::default();
@@ -205,9 +226,10 @@ fn wheel_work(plan: &BlockPlan, tiny_top: u64) -> WheelWork {
 impl SieveWork {
     /// The work in small-divisor updates.
     pub fn ops(&self) -> f64 {
-        let [per_number, per_visit, per_bucket_hit, per_direct_hit, per_division, per_window_hit] =
+        let [per_number, per_visit, per_bucket_hit, per_direct_hit, per_division, per_window_hit, per_unwheeled_hit] =
             SIEVE_WEIGHTS;
         self.small_hits
+            + per_unwheeled_hit * self.unwheeled_hits
             + per_number * self.numbers
             + per_visit * self.visits
             + per_bucket_hit * self.bucket_hits
@@ -338,9 +360,12 @@ mod tests {
         for hi in [20_000_000u64, 200_000_000, 2_000_000_000] {
             let plan = BlockPlan::new(Algorithm::Sieve, 1, hi, 1);
             let (_, first_end) = plan.bounds(0);
-            let whole = sieve_work(1, hi).small_hits;
+            let work = sieve_work(1, hi);
+            let whole = work.small_hits + work.unwheeled_hits;
             let first = pair_updates(1, first_end, 1, isqrt(hi - 1));
-            let rest = sieve_work(first_end, hi).small_hits;
+            let rest_work = sieve_work(first_end, hi);
+            assert_eq!(rest_work.unwheeled_hits, 0.0);
+            let rest = rest_work.small_hits;
             let parts = first + rest;
             assert!(
                 (whole / parts - 1.0).abs() < 0.01,
