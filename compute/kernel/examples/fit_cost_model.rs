@@ -19,7 +19,9 @@ fn features(work: &SieveWork) -> [f64; K] {
     // Direct updates and divisions only matter past ~7 * 10^13, outside what this fits.
     [
         work.numbers,
-        work.small_hits,
+        // The wheel's divisors where a block has no wheel only occur below 1024^2; the weight
+        // in `cost.rs` comes from separate paired runs, so they count as small ones here.
+        work.small_hits + work.unwheeled_hits,
         work.visits,
         work.bucket_hits,
         work.window_hits,

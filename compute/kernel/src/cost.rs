@@ -12,7 +12,9 @@
 //!   with the other kinds of work weighed against it: the per-number set-up and read-out, the
 //!   small divisors' per-segment visits (sqrt(hi) of them per segment until that reaches the
 //!   segment length: the "per-segment overhead ~ sqrt(hi)"), updates from bucketed divisors,
-//!   and divisions (block set-up, and the direct band above ~7 * 10^13). The updates per number
+//!   and divisions (block set-up, and the direct band above ~7 * 10^13). The wheel's divisors
+//!   cost nothing per update in a block whose start lets the wheel take them, and a fraction
+//!   of an update in one that does not (from 1 to 1024^2). The updates per number
 //!   are sum over 2 <= d <= sqrt(n) of 1/d ~ ln sqrt(n) - 0.42, so cost grows with ln n.
 //!
 //! The weights are ratios between kinds of work on one core, fitted once (non-negative, least
@@ -35,8 +37,13 @@ use crate::{isqrt, scan, Algorithm};
 pub struct SieveWork {
     /// Numbers scanned (each set up and read out once).
     pub numbers: f64,
-    /// Divisor-pair updates from small divisors (kept in per-divisor state).
+    /// Divisor-pair updates from small divisors (kept in per-divisor state), but for the
+    /// wheel's divisors in blocks whose wheel leaves them out.
     pub small_hits: f64,
+    /// Divisor-pair updates from the wheel's divisors (those of its period, up to the tiny
+    /// band's end) in blocks starting too low for the wheel to cover them: the tiny band sieves
+    /// them, densely (d = 2, 3, 4, ... hit the same cache lines again and again).
+    pub unwheeled_hits: f64,
     /// Visits of a small divisor to a segment (whether or not it hits).
     pub visits: f64,
     /// Divisor-pair updates from bucketed divisors.
@@ -51,7 +58,8 @@ pub struct SieveWork {
 }
 
 /// Weights of the sieve's kinds of work, in small-divisor updates: numbers, visits, bucketed
-/// updates, direct updates, divisions, window updates. Fitted (`examples/fit_cost_model.rs`:
+/// updates, direct updates, divisions, window updates, updates from the wheel's divisors where a
+/// block has no wheel for them. Fitted (`examples/fit_cost_model.rs`:
 /// on-CPU time, one thread, best of seven per magnitude, 10^4..3 * 10^12) on an AMD EPYC (Zen 4)
 /// VM shared with other builds, in a quiet spell, with the wheel, 2^20-number windows below
 /// 2^40 and blocks of whole windows: within 2.3% of measured from 10^4 to 3 * 10^12, 6.3%
@@ -61,8 +69,12 @@ pub struct SieveWork {
 /// but a read-modify-write in L3); a bucketed update ~4.9 (its 8-byte entry goes out to and
 /// back from the bucket pool). Direct updates and divisions only matter past ~7 * 10^13,
 /// outside the fit; their weights are estimates (a division ~ 7 updates, as the direct sweep's
-/// rate showed). They are ratios: a faster or slower machine changes only the measured rate.
-const SIEVE_WEIGHTS: [f64; 6] = [0.0, 2.32, 4.89, 2.0, 7.0, 2.11];
+/// rate showed). The wheel's divisors swept without the wheel (in blocks starting below
+/// 1024^2: a search's first probe from 1) are mostly 2 to 10, whose updates hit the same cache
+/// lines over and over: ~0.35 of an update each, from paired on-CPU timings (medians of 15) of
+/// [1, L) against [L, 2L) for L = 1.4 * 10^7, 5.7 * 10^7 and 2 * 10^8 (0.35, 0.25, 0.43).
+/// They are ratios: a faster or slower machine changes only the measured rate.
+const SIEVE_WEIGHTS: [f64; 7] = [0.0, 2.32, 4.89, 2.0, 7.0, 2.11, 0.35];
 const TRIAL_PER_NUMBER: f64 = 4.0;
 const NAIVE_PER_NUMBER: f64 = 4.0;
 
@@ -132,20 +144,14 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
     let small_top = mean_root.min(bands.small_top as f64);
     // The wheel's divisors (those of the wheel's period whose square is below the block's
     // start, in the tiny band) cost nothing per pair: their pairs come with the numbers'
-    // set-up. Counted as of the range's start, as a block's wheel is.
-    let wheel_top = if hi <= sieve::EXACT_IN_U64_BELOW {
-        sieve::Wheel::top_for(lo, tiny_top)
+    // set-up. Each block's wheel is set by that block's own start.
+    let wheel = if hi <= sieve::EXACT_IN_U64_BELOW {
+        wheel_work(&plan, tiny_top)
     } else {
-        0
+        WheelWork::default()
     };
-    let wheel_divisors: Vec<u64> = (2..=wheel_top)
-        .filter(|&d| sieve::Wheel::covers(wheel_top, d))
-        .collect();
-    let wheel_hits: f64 = wheel_divisors
-        .iter()
-        .map(|&d| pair_updates(lo, hi, d - 1, d))
-        .sum();
-    let small_hits = (pair_updates(lo, hi, 1, bands.small_top) - wheel_hits).max(0.0);
+    let small_hits =
+        (pair_updates(lo, hi, 1, bands.small_top) - wheel.hits - wheel.unwheeled_hits).max(0.0);
     let window_hits = pair_updates(lo, hi, bands.small_top, bands.window_top);
     let bucket_hits = pair_updates(lo, hi, bands.window_top, bands.bucket_top);
     let window_len = (1u64 << bands.log2_window_len).min(block_len) as f64;
@@ -155,8 +161,9 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
     SieveWork {
         numbers,
         small_hits,
+        unwheeled_hits: wheel.unwheeled_hits,
         // Tiny divisors visit every L1-sized piece, the other small ones every segment.
-        visits: numbers * (tiny_top.saturating_sub(1) as usize - wheel_divisors.len()) as f64
+        visits: (numbers * tiny_top.saturating_sub(1) as f64 - wheel.divisor_numbers)
             / bands.tiny_piece_len as f64
             + segments * (small_top - tiny_top as f64).max(0.0)
             + numbers / window_len * (window_top - bands.small_top as f64).max(0.0),
@@ -168,12 +175,61 @@ pub fn sieve_work(lo: u64, hi: u64) -> SieveWork {
     }
 }
 
+/// What the wheel takes off the tiny band's work over a range.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct WheelWork {
+    /// Pair updates that come with the numbers' set-up instead.
+    hits: f64,
+    /// Pair updates of the wheel's divisors that a block's wheel leaves out.
+    unwheeled_hits: f64,
+    /// Sum over the blocks of numbers * wheel divisors: the tiny band's visits saved, times its
+    /// piece length.
+    divisor_numbers: f64,
+}
+
+/// The wheel's share of the work of the blocks of `plan`, each with the wheel its own start
+/// allows (the wheel divisors up to `tiny_top` whose square is at most the block's start).
+/// Blocks starting at `tiny_top`^2 or later all have the whole wheel and are counted together;
+/// the few before it (at most 2^20 / 2^15 of them), block by block. A range from 1 (the first
+/// probe of a search) thus has its first block without the wheel and the rest with it, as
+/// the sieve scans it: counted as of the range's start, the whole range was without it, and
+/// the probe's pair updates were overcounted by a third near 10^8.
+fn wheel_work(plan: &BlockPlan, tiny_top: u64) -> WheelWork {
+    let divisors = |top: u64| (2..=top).filter(move |&d| sieve::Wheel::covers(top, d));
+    let piece = |work: &mut WheelWork, start: u64, end: u64| {
+        let top = sieve::Wheel::top_for(start, tiny_top);
+        for d in divisors(tiny_top) {
+            let hits = pair_updates(start, end, d - 1, d);
+            if d <= top {
+                work.hits += hits;
+                work.divisor_numbers += (end - start) as f64;
+            } else {
+                work.unwheeled_hits += hits;
+            }
+        }
+    };
+    let mut work = WheelWork::default();
+    let whole_from = tiny_top.saturating_mul(tiny_top);
+    let mut index = 0;
+    while index < plan.blocks() {
+        let (start, end) = plan.bounds(index);
+        if start >= whole_from {
+            piece(&mut work, start, plan.hi);
+            break;
+        }
+        piece(&mut work, start, end);
+        index += 1;
+    }
+    work
+}
+
 impl SieveWork {
     /// The work in small-divisor updates.
     pub fn ops(&self) -> f64 {
-        let [per_number, per_visit, per_bucket_hit, per_direct_hit, per_division, per_window_hit] =
+        let [per_number, per_visit, per_bucket_hit, per_direct_hit, per_division, per_window_hit, per_unwheeled_hit] =
             SIEVE_WEIGHTS;
         self.small_hits
+            + per_unwheeled_hit * self.unwheeled_hits
             + per_number * self.numbers
             + per_visit * self.visits
             + per_bucket_hit * self.bucket_hits
@@ -278,6 +334,34 @@ mod tests {
                 (model / exact - 1.0).abs() < 0.01,
                 "{lo}..{hi}: {model} vs {exact}"
             );
+        }
+    }
+
+    #[test]
+    fn the_wheel_is_counted_block_by_block() {
+        // A range from 1: its first block has no wheel (no divisor's square is below 1), the
+        // others the whole one, so its small-divisor updates are all of the first block's
+        // plus those of the rest counted as a range of its own (every block of which starts
+        // past 1024^2, with the whole wheel).
+        for hi in [20_000_000u64, 200_000_000, 2_000_000_000] {
+            let plan = BlockPlan::new(Algorithm::Sieve, 1, hi, 1);
+            let (_, first_end) = plan.bounds(0);
+            let work = sieve_work(1, hi);
+            let whole = work.small_hits + work.unwheeled_hits;
+            let first = pair_updates(1, first_end, 1, isqrt(hi - 1));
+            let rest_work = sieve_work(first_end, hi);
+            assert_eq!(rest_work.unwheeled_hits, 0.0);
+            let rest = rest_work.small_hits;
+            let parts = first + rest;
+            assert!(
+                (whole / parts - 1.0).abs() < 0.01,
+                "[1, {hi}): {whole} against {first} + {rest}"
+            );
+            // So a probe from 1 costs per number about what the numbers after it do, not a
+            // third more (the wheel's 2.7 updates a number counted throughout).
+            let per_number = |lo: u64, hi: u64| ops(Algorithm::Sieve, lo, hi) / (hi - lo) as f64;
+            let ratio = per_number(1, hi) / per_number(hi, 2 * hi);
+            assert!(ratio < 1.05, "[1, {hi}): {ratio}");
         }
     }
 
