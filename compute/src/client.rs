@@ -83,12 +83,14 @@ pub fn run(options: Options) -> Result<(), String> {
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
     let sandbox = if options.accept_jobs {
-        let config = SandboxConfig::for_current_exe()
+        let mut config = SandboxConfig::for_current_exe()
             .map_err(|e| format!("cannot find our own binary for the sandbox: {e}"))?;
-        Some(Arc::new(SandboxConfig {
-            output_cap: JOB_OUTPUT_CAP,
-            ..config
-        }))
+        config.output_cap = JOB_OUTPUT_CAP;
+        // Isolation or nothing: --accept-jobs refuses to start without it.
+        config
+            .prepare()
+            .map_err(|e| format!("--accept-jobs: {e}"))?;
+        Some(Arc::new(config))
     } else {
         None
     };
