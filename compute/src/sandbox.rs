@@ -771,7 +771,7 @@ impl JobDir {
             owner: config.job_user,
         };
         let options = format!(
-            "size={}m,nr_inodes=16384,mode=0755,uid=0,gid=0",
+            "size={}m,nr_inodes=65536,mode=0755,uid=0,gid=0",
             config.tmpfs_mb.max(1)
         );
         if let Err(error) = mount(

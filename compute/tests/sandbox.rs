@@ -558,14 +558,14 @@ int main(void) {
     printf("fill %s after %ld MiB\n", strerror(error), written >> 20);
     for (int i = 0; i < 100; i++) { char name[32]; snprintf(name, sizeof name, "/tmp/fill%d", i); unlink(name); }
     int depth = 0;
-    while (depth < 30000 && mkdir("d", 0700) == 0 && chdir("d") == 0) depth++;
+    while (depth < 20000 && mkdir("d", 0700) == 0 && chdir("d") == 0) depth++;
     printf("depth %d\n", depth);
     return 0;
 }
 "#;
     let mut request = job(Language::C, source);
-    request.cpu_time = Duration::from_secs(10);
-    request.wall_time = Duration::from_secs(30);
+    request.cpu_time = Duration::from_secs(20);
+    request.wall_time = Duration::from_secs(60);
     let outcome = bench.run(&request);
     assert_eq!(outcome.status, JobStatus::Ok, "{outcome:?}");
     let report = text(&outcome.stdout.bytes);
