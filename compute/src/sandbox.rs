@@ -242,8 +242,10 @@ pub struct SandboxConfig {
     pub cgroups: Option<Hierarchy>,
 }
 
-/// Time the supervisor gets past a stage's wall limit before run_job kills it.
-const BACKSTOP: Duration = Duration::from_secs(5);
+/// Time the supervisor gets past a stage's wall limit before run_job kills it: its cleanup
+/// (emptying the cgroup after a fork bomb, at most 3 s; removing its directories, at most 1 s
+/// each) is bounded, but slow on a loaded host.
+const BACKSTOP: Duration = Duration::from_secs(15);
 /// Time the output pipes get to close once the supervisor has reported.
 const DRAIN: Duration = Duration::from_secs(1);
 
