@@ -53,6 +53,8 @@ pub enum ClientError {
     Signals(io::Error),
     /// Our own binary, which the sandbox runs jobs through, cannot be found.
     Sandbox(io::Error),
+    /// Jobs cannot be isolated here (--accept-jobs refuses to start): what is missing.
+    Isolation(String),
     /// manage refused us for good: another protocol version, or a token it does not take.
     Refused(ErrorCode, String),
     /// manage requires its token and we have none.
@@ -68,6 +70,7 @@ impl fmt::Display for ClientError {
             ClientError::Sandbox(e) => {
                 write!(f, "cannot find our own binary for the sandbox: {e}")
             }
+            ClientError::Isolation(why) => write!(f, "--accept-jobs: {why}"),
             ClientError::Refused(code, text) => write!(f, "manage refused us: {code}: {text}"),
             ClientError::TokenRequired(text) => {
                 write!(f, "manage requires its token ({text}): give --token-file")
@@ -110,11 +113,11 @@ pub fn run(options: Options) -> Result<(), ClientError> {
     };
     let stop = sigma_link::stop_flag().map_err(ClientError::Signals)?;
     let sandbox = if options.accept_jobs {
-        let config = SandboxConfig::for_current_exe().map_err(ClientError::Sandbox)?;
-        Some(Arc::new(SandboxConfig {
-            output_cap: JOB_OUTPUT_CAP,
-            ..config
-        }))
+        let mut config = SandboxConfig::for_current_exe().map_err(ClientError::Sandbox)?;
+        config.output_cap = JOB_OUTPUT_CAP;
+        // Isolation or nothing: --accept-jobs refuses to start without it.
+        config.prepare().map_err(ClientError::Isolation)?;
+        Some(Arc::new(config))
     } else {
         None
     };

@@ -1,125 +1,98 @@
-//! Compile and run one program in a sandbox, beside the search: [`run_job`].
+//! Compile and run one program in an isolation sandbox, beside the search: [`run_job`].
 //!
 //! No networking here: the caller (the compute's client) turns a `<job>` into a [`JobRequest`]
-//! and the [`JobOutcome`] into a `<job-result>`.
+//! and the [`JobOutcome`] into a `<job-result>`. [`SandboxConfig::prepare`] must succeed first:
+//! it refuses, in one line, when isolation cannot be set up (never a silent fallback).
 //!
 //! # How a job runs
 //!
-//! 1. A fresh directory `sigma-job-<pid>-<n>-<nanos>` is made under
-//!    [`SandboxConfig::work_root`] with `mkdir` mode 0700 (it fails if the name exists, so no
-//!    planted directory or symlink is used). When compute runs as root, the directory is then
-//!    given to the job user ([`SandboxConfig::job_user`], by default `nobody`).
-//! 2. The source is written as `main.c`, `main.cpp`, `main.rs` or `main.py`, and the input as
-//!    `stdin`, each with `create_new` (O_CREAT|O_EXCL: never through an existing file or
-//!    symlink). The client's file name ([`JobRequest::name`]) is never used as a path.
-//! 3. The compiler (gcc, g++, rustc; none for Python) runs as one sandboxed stage, the program
-//!    as a second. A stage is run by the compute binary itself in two hidden helper modes (see
-//!    [`helper_main`]): a supervisor, which stays compute's user, and an exec stage, which std
-//!    starts as the job user (uid, gid, no supplementary groups) in a new process group, in the
-//!    job directory, with an environment holding only `PATH` (fixed, system directories) and
-//!    `TMPDIR` (the job directory); it sets its own resource limits and execs the program. So
-//!    no `unsafe` code is needed: nothing runs between `fork` and `exec` but std.
-//! 4. Limits of each stage: RLIMIT_CPU (the CPU limit rounded up to whole seconds; SIGXCPU,
-//!    then SIGKILL one second later), RLIMIT_AS (address space), RLIMIT_FSIZE (largest file
-//!    written), RLIMIT_NPROC (tasks: see below), RLIMIT_NOFILE, RLIMIT_CORE = 0; a wall-clock
-//!    deadline kept by the supervisor, which then SIGKILLs the whole process group; an output cap
-//!    per stream kept here: past it the output is dropped (`truncated`) and the supervisor is
-//!    asked to kill the job. A job that ends after more CPU time than its limit is counted a
-//!    `time-limit` even if the rounded-up rlimit let it finish.
-//! 5. When the program ends the supervisor kills what is left of its process group, then (being
-//!    a child subreaper, it inherits orphans) kills and reaps every remaining descendant, even
-//!    those that left the group with `setsid`. The directory is then removed (std's
-//!    `remove_dir_all` does not follow symlinks).
+//! 1. Its directory `job-<pid>-<n>` is made under [`SandboxConfig::jobs_root`], a root-owned
+//!    0700 directory of compute's (by default `/run/sigma-compute`; never /tmp), and a fresh
+//!    tmpfs of [`SandboxConfig::tmpfs_mb`] MiB (64 by default) is mounted on it. It holds
+//!    `work` (the job's /job), `tmp` (its /tmp) and `shm` (its /dev/shm), all owned by the job
+//!    user; the source is written to `work/main.c` (`main.cpp`, `main.rs`, `main.py`) before any
+//!    code of the job runs. The input goes to `job-<pid>-<n>.stdin` beside it, out of the job's
+//!    reach. The client's file name ([`JobRequest::name`]) is never used as a path.
+//! 2. The compiler (gcc, g++, rustc; none for Python) runs as one stage, the program as a
+//!    second, each through the compute binary's hidden helper modes (see [`helper_main`] and
+//!    `sandbox/helper.rs`): a supervisor, root, which makes the stage's cgroup and fresh mount,
+//!    pid, network, IPC and UTS namespaces with a private root (`sandbox/namespaces.rs`), and
+//!    pid 1 of that pid namespace, which joins the cgroup, pivots into the private root, sets
+//!    rlimits, Landlock and a seccomp deny list on itself (`sandbox/filter.rs`) and starts the
+//!    compiler or program as the job user ([`SandboxConfig::job_user`], `nobody`).
+//! 3. Limits of each stage, for all its processes together (the cgroup, `sandbox/cgroup.rs`):
+//!    memory, tasks, CPU cores (a CFS quota of [`SandboxConfig::cores`], 1 by default, and the
+//!    lowest CPU weight, so the search keeps the rest and wins any core it shares) and CPU
+//!    time; per process: RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CORE = 0; the wall
+//!    clock, kept by the supervisor; the writable space, by the tmpfs's size (a full disk is
+//!    ENOSPC to the job); an output cap per stream kept here: past it the output is dropped
+//!    (`truncated`) and the supervisor is asked to kill the stage.
+//! 4. When pid 1 ends (the program ended, or it was killed) the kernel kills every process of
+//!    the pid namespace; the supervisor then empties and removes the cgroup. After the job the
+//!    tmpfs is detached (`umount -l`) and its mount point removed: root never walks, chmods or
+//!    follows anything inside a directory the job could write, and nothing of the job is left
+//!    on the host. Job directories and cgroups left by a compute that was killed are removed
+//!    by the next `prepare` (mounts detached, not walked).
 //!
 //! # Measurements
 //!
-//! CPU time and peak memory come from the supervisor's `getrusage(RUSAGE_CHILDREN)` after it has
-//! reaped the program and all its descendants; it has no other children, so the figures are the
-//! job's alone: CPU is user + system of every process of the job; peak memory (`ru_maxrss`) is
-//! the largest resident set of any one of its processes. Linux carries `ru_maxrss` across
-//! `exec`, so it includes the exec helper's own resident set just before the exec (a few MiB:
-//! about 4 MiB for a debug build of compute): `peak_kb` is never below that. Wall time is measured by the
-//! supervisor from the spawn of the exec stage to the program's end.
+//! From the stage's cgroup: CPU time of all its processes (`cpu_ms`), and the peak of their
+//! memory at any one time, files in the job's tmpfs included (`peak_kb`; it includes pid 1's
+//! own pages, a few hundred KiB). Wall time is the supervisor's, from the start of pid 1 to its
+//! end.
 //!
-//! # Status
+//! # Status, and which limit ended the job
 //!
 //! In this order: the output passed its cap: `output-limit`; killed at the wall-clock deadline,
-//! killed by SIGXCPU, or CPU time over the limit: `time-limit`; killed by SIGXFSZ (a file over the
-//! size limit): `output-limit`; **memory-limit heuristic**: it ended badly (non-zero exit or a
-//! signal) and either its peak resident set reached 80% of the limit, or its stderr holds an
-//! allocation-failure message (`memory allocation of` from Rust, `std::bad_alloc` from C++,
-//! `MemoryError` from Python, `Cannot allocate memory`, `out of memory`). RLIMIT_AS makes
-//! allocations fail rather than killing, so a C program that dereferences a NULL from `malloc`
-//! without touching much memory first ends as `signal` 11, not `memory-limit`; and a program
-//! that crashes for another reason after using most of its memory is counted `memory-limit`.
-//! Then a signal: `signal`; a non-zero exit: `runtime-error`; else `ok`. A compiler that fails,
-//! for whatever reason (including its own limits), gives `compile-error`; a compiler that cannot
-//! be started, or a sandbox failure, gives `internal-error`.
+//! by the CPU time of the whole cgroup passing the limit, or by SIGXCPU: `time-limit`; killed by
+//! SIGXFSZ (a file over the size limit): `output-limit`; the kernel OOM-killed a process of the
+//! cgroup (or, on v1 kernels without that count, the cgroup hit its memory limit) and the
+//! program ended badly: `memory-limit`. Then a signal: `signal`; a non-zero exit:
+//! `runtime-error`; else `ok`. The message names the limit and its value. A fork refused at the
+//! task limit is not a status of its own (the program sees EAGAIN), but the message says so
+//! when it happened. A compiler that fails, for whatever reason (its limits included), gives
+//! `compile-error`; a compiler that cannot be started, or a sandbox failure, `internal-error`.
 //!
-//! # What the sandbox stops and what it does not
+//! # What the sandbox stops
 //!
-//! It is a resource sandbox with a change of user, not an isolation sandbox: there are no
-//! namespaces, no chroot, no seccomp filter.
-//!
-//! Stopped (when compute runs as root, so that the job runs as another user):
-//! * Using more than its limits: CPU time, wall-clock time (the whole process group is killed,
-//!   and then every descendant, even one that called `setsid`), address space, file size, open
-//!   files, processes (a fork bomb stops at the process limit), output (the rest is dropped).
-//! * Writing anything its user cannot write: compute's files, `/etc`, other users' homes; a
-//!   symlink planted in the job directory gains it nothing, because every path the sandbox
-//!   itself opens is created with O_EXCL and the cleanup does not follow symlinks. The client's
-//!   file name never becomes a path.
-//! * Reading files that are not readable by its user (0600 files of root, anything under a 0700
-//!   directory such as `/root`), signalling or tracing compute or the supervisor (they run as
-//!   another user), keeping root's supplementary groups, inheriting compute's environment or
-//!   open files (everything compute opens is close-on-exec), dumping core.
-//!
-//! Not stopped:
-//! * **Reading every world-readable file** on the host: `/etc/passwd`, `/proc`, other users'
-//!   world-readable files, source code and binaries. Do not keep secrets in world-readable
-//!   files on a compute host.
-//! * **Writing in world-writable directories**: `/tmp`, `/var/tmp`, `/dev/shm`. Files left there
-//!   survive the job (each at most the file-size limit; their number is not limited) and other
-//!   jobs can read them.
-//! * **The network**: the job can open sockets, connect anywhere the host can, and listen on
-//!   high ports (for as long as it runs).
-//! * **Other processes of the job user**: jobs run as one user (by default `nobody`), so a job can
-//!   signal, and read the world-readable `/proc` entries of, another job running at the same time
-//!   (another compute on the same host) or any daemon running as `nobody`. Give each compute its
-//!   own otherwise unused uid when several share a host.
-//! * **Shared process count**: RLIMIT_NPROC counts every task of the job user on the host, so the
-//!   exec stage sets it to the tasks that user has now plus the job's allowance; processes of the
-//!   same user started elsewhere eat into it.
-//! * **Memory that is not address space**: page cache, kernel memory, pipes and sockets are not
-//!   limited per job (no cgroup).
-//! * **CPU share**: the job competes with the search threads at the same priority.
-//! * **Without root** the job runs as compute's own user: none of the "stopped" items that rest
-//!   on the change of user hold (it can read and write compute's files, signal or trace compute
-//!   and the supervisor, and forge its own CPU and memory figures). Only the limits remain.
+//! docs/design.md, "Jobs and the sandbox", lists each attack, what stops it and the test that
+//! shows it. In short, a job sees only its private root (the toolchains read-only, a generated
+//! /etc/passwd, its own /job, /tmp and /dev/shm on its tmpfs), no other process (pid
+//! namespace), no network at all (an empty network namespace: not even the host's loopback),
+//! and cannot ptrace, mount, unshare, load BPF or modules, use keyrings or open sockets other
+//! than AF_UNIX (seccomp). Not stopped: the job reads the toolchains' files (the same for
+//! everyone) and uses the CPU time, memory and disk its limits give it.
 
 #![forbid(unsafe_code)]
 
+mod cgroup;
+mod filter;
 mod helper;
+mod namespaces;
 
 use std::ffi::OsString;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{self, BufRead, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub use cgroup::Hierarchy;
 pub use helper::helper_main;
 pub use xmlwire::protocol::{JobStatus, Language};
 
 /// The `PATH` a job sees, and where [`Toolchain::detect`] looks first.
 pub const JOB_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// The job's directory, its current directory, inside its private root.
+const JOB_DIR: &str = "/job";
 
 /// One program to compile and run.
 #[derive(Clone, Copy, Debug)]
@@ -133,26 +106,26 @@ pub struct JobRequest<'a> {
     pub source: &'a [u8],
     /// Its standard input (empty: none).
     pub stdin: &'a [u8],
-    /// CPU time it may use (all its processes together are measured; each process is limited).
+    /// CPU time it may use, all its processes together.
     pub cpu_time: Duration,
     /// Wall-clock time it may run.
     pub wall_time: Duration,
-    /// Address space it may map, in MiB (per process).
+    /// Memory it may use, all its processes together, in MiB.
     pub memory_mb: u64,
 }
 
-/// Limits of the compile stage (fixed by the compute, not by the client).
+/// Limits of one stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StageLimits {
-    /// CPU time.
+    /// CPU time, all processes together.
     pub cpu_time: Duration,
     /// Wall-clock time.
     pub wall_time: Duration,
-    /// Address space per process, MiB.
+    /// Memory of all processes together, MiB.
     pub memory_mb: u64,
     /// Largest file, MiB.
     pub file_size_mb: u64,
-    /// Tasks (processes and threads) the stage may add to its user's.
+    /// Tasks (processes and threads) at once, pid 1 of the stage included.
     pub processes: u64,
     /// Open files per process.
     pub open_files: u64,
@@ -175,8 +148,7 @@ pub struct Toolchain {
 impl Toolchain {
     /// Looks for `gcc`, `g++`, `rustc` and `python3` in [`JOB_PATH`]; for a `rustc` not found
     /// there, asks the `rustc` on compute's own `PATH` for its sysroot (rustup installs).
-    /// Whether the job user can run what was found is checked by
-    /// [`SandboxConfig::check_language`].
+    /// Whether they run in the sandbox is checked by [`SandboxConfig::check_language`].
     pub fn detect() -> Toolchain {
         let rustc = find_in(JOB_PATH, "rustc").or_else(|| {
             let output = Command::new("rustc")
@@ -209,6 +181,29 @@ impl Toolchain {
             Language::Python => self.python3.as_deref(),
         }
     }
+
+    /// The install prefixes (the directory above `bin/`) of the tools outside /usr, as real
+    /// paths: the sandbox binds them read-only at the same place (rustup's toolchain, pyenv's
+    /// Python).
+    pub fn prefixes(&self) -> Vec<PathBuf> {
+        let mut prefixes: Vec<PathBuf> = Vec::new();
+        for tool in [&self.gcc, &self.gxx, &self.rustc, &self.python3]
+            .into_iter()
+            .flatten()
+        {
+            let Ok(real) = std::fs::canonicalize(tool) else {
+                continue;
+            };
+            let Some(prefix) = real.parent().and_then(Path::parent) else {
+                continue;
+            };
+            let under_usr = prefix.starts_with("/usr") || real.starts_with("/usr");
+            if !under_usr && prefix != Path::new("/") && !prefixes.iter().any(|p| p == prefix) {
+                prefixes.push(prefix.to_owned());
+            }
+        }
+        prefixes
+    }
 }
 
 fn find_in(path: &str, name: &str) -> Option<PathBuf> {
@@ -222,10 +217,10 @@ fn find_in(path: &str, name: &str) -> Option<PathBuf> {
 pub struct SandboxConfig {
     /// The compute binary, run as `HELPER sandbox-supervise …` (see [`helper_main`]).
     pub helper: PathBuf,
-    /// Where job directories are made. The job user needs search (x) permission on it.
-    pub work_root: PathBuf,
-    /// (uid, gid) the job runs as when compute runs as root; ignored otherwise (the job then
-    /// runs as compute's user).
+    /// Where job directories are made: a root-owned 0700 directory (made by
+    /// [`SandboxConfig::prepare`] if missing, refused if anyone else can enter it).
+    pub jobs_root: PathBuf,
+    /// (uid, gid) the job runs as.
     pub job_user: (u32, u32),
     /// Compilers and interpreter.
     pub toolchain: Toolchain,
@@ -233,23 +228,32 @@ pub struct SandboxConfig {
     pub compile: StageLimits,
     /// Largest file the program may write, MiB.
     pub file_size_mb: u64,
-    /// Tasks (processes and threads) the program may add to its user's.
+    /// Tasks (processes and threads) the program may have at once.
     pub processes: u64,
     /// Open files per process of the program.
     pub open_files: u64,
     /// Bytes kept of each of stdout, stderr and the compiler's output.
     pub output_cap: usize,
+    /// Size of the job's tmpfs (its /job, /tmp and /dev/shm together), MiB.
+    pub tmpfs_mb: u64,
+    /// CPU cores a stage may use at once.
+    pub cores: u64,
+    /// Where stages' cgroups go: set by [`SandboxConfig::prepare`].
+    pub cgroups: Option<Hierarchy>,
 }
 
-/// Time the supervisor gets past a stage's wall limit before run_job kills it.
-const BACKSTOP: Duration = Duration::from_secs(5);
+/// Time the supervisor gets past a stage's wall limit before run_job kills it: its cleanup
+/// (emptying the cgroup after a fork bomb, at most 3 s; removing its directories, at most 1 s
+/// each) is bounded, but slow on a loaded host.
+const BACKSTOP: Duration = Duration::from_secs(15);
 /// Time the output pipes get to close once the supervisor has reported.
 const DRAIN: Duration = Duration::from_secs(1);
 
 impl SandboxConfig {
-    /// Defaults: jobs in the system temporary directory, as `nobody` (65534 when there is no
-    /// such user), the detected toolchain, compile limits 30 s CPU, 60 s wall, 2 GiB, 64 MiB
-    /// files, 64 tasks, 256 files; programs 16 MiB files, 16 tasks, 64 files; 1 MiB per output.
+    /// Defaults: jobs under `/run/sigma-compute`, as `nobody` (65534 when there is no such
+    /// user), the detected toolchain, compile limits 30 s CPU, 60 s wall, 2 GiB, 64 MiB files,
+    /// 256 tasks, 256 files; programs 16 MiB files, 64 tasks, 64 files; 1 MiB per output; a
+    /// 64 MiB tmpfs; 1 core.
     pub fn new(helper: PathBuf) -> SandboxConfig {
         let nobody = nix::unistd::User::from_name("nobody")
             .ok()
@@ -259,7 +263,7 @@ impl SandboxConfig {
             });
         SandboxConfig {
             helper,
-            work_root: std::env::temp_dir(),
+            jobs_root: PathBuf::from("/run/sigma-compute"),
             job_user: nobody,
             toolchain: Toolchain::detect(),
             compile: StageLimits {
@@ -267,13 +271,16 @@ impl SandboxConfig {
                 wall_time: Duration::from_secs(60),
                 memory_mb: 2048,
                 file_size_mb: 64,
-                processes: 64,
+                processes: 256,
                 open_files: 256,
             },
             file_size_mb: 16,
-            processes: 16,
+            processes: 64,
             open_files: 64,
             output_cap: 1 << 20,
+            tmpfs_mb: 64,
+            cores: 1,
+            cgroups: None,
         }
     }
 
@@ -282,21 +289,100 @@ impl SandboxConfig {
         Ok(SandboxConfig::new(std::env::current_exe()?))
     }
 
-    /// Whether jobs in `language` can run: its compiler or interpreter is known and the job
-    /// user can run it (`--version`, through the sandbox). The error says why not.
+    /// Sets up what isolation needs, or says in one line what is missing: root (namespaces,
+    /// mounts and cgroups need it), usable cgroups, the jobs root; removes what a killed
+    /// compute left; then runs a trial stage (`true`) through the whole sandbox.
+    pub fn prepare(&mut self) -> Result<(), String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(
+                "isolating jobs needs root (mount, pid and network namespaces, tmpfs mounts, cgroups)"
+                    .to_owned(),
+            );
+        }
+        let hierarchy = Hierarchy::detect()?;
+        hierarchy.prepare()?;
+        hierarchy.remove_stale();
+        self.cgroups = Some(hierarchy);
+        self.prepare_jobs_root()?;
+        let probe = find_in(JOB_PATH, "true")
+            .ok_or("no `true` in /usr/bin or /bin to try the sandbox with")?;
+        let dir = JobDir::create(self)
+            .map_err(|error| format!("cannot make a job directory: {error}"))?;
+        let spec = self.spec(&dir, &self.compile, None, &probe, Vec::new());
+        let stage = run_stage(self, &spec, true);
+        match (stage.problem(), stage.end) {
+            (None, Some(end)) if end.exit == Some(0) => Ok(()),
+            (Some(problem), _) => Err(format!("the sandbox does not work here: {problem}")),
+            (None, _) => Err(format!(
+                "the sandbox does not work here: a trial stage failed: {}",
+                String::from_utf8_lossy(&stage.out.bytes).trim()
+            )),
+        }
+    }
+
+    /// Makes [`SandboxConfig::jobs_root`] (root, 0700), or checks an existing one is a real
+    /// directory of root's that no one else can enter; detaches what a killed compute left.
+    fn prepare_jobs_root(&self) -> Result<(), String> {
+        let root = &self.jobs_root;
+        match DirBuilder::new().mode(0o700).create(root) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(format!("cannot make {}: {error}", root.display())),
+        }
+        let meta = std::fs::symlink_metadata(root)
+            .map_err(|error| format!("cannot read {}: {error}", root.display()))?;
+        if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
+            return Err(format!(
+                "{} must be a directory of root's with mode 0700",
+                root.display()
+            ));
+        }
+        let rootfs = root.join(ROOTFS);
+        match DirBuilder::new().mode(0o700).create(&rootfs) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(format!("cannot make {}: {error}", rootfs.display())),
+        }
+        for entry in std::fs::read_dir(root)
+            .map_err(|error| format!("cannot read {}: {error}", root.display()))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(owner) = name
+                .strip_prefix("job-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if owner == std::process::id() || Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
+            // A killed compute's job: detach its tmpfs (no walk), remove the empty mount point
+            // and the input file.
+            let path = entry.path();
+            let _ = umount2(&path, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&path);
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(())
+    }
+
+    /// Whether jobs in `language` can run: its compiler or interpreter is known and runs
+    /// (`--version`) in the sandbox. The error says why not.
     pub fn check_language(&self, language: Language) -> Result<(), String> {
         let program = self
             .toolchain
             .program(language)
             .ok_or_else(|| format!("no {} found", tool_name(language)))?;
-        let dir = JobDir::create(&self.work_root, self.drop_to())
+        let dir = JobDir::create(self)
             .map_err(|error| format!("cannot make a job directory: {error}"))?;
         let spec = self.spec(&dir, &self.compile, None, program, vec!["--version".into()]);
         let stage = run_stage(self, &spec, true);
         match stage.end {
-            Some(end) if end.exit == Some(0) => Ok(()),
+            Some(end) if end.exit == Some(0) && stage.problem().is_none() => Ok(()),
             _ => Err(format!(
-                "{} cannot be run by the job user: {}",
+                "{} cannot be run in the sandbox: {}",
                 program.display(),
                 stage
                     .problem()
@@ -304,11 +390,6 @@ impl SandboxConfig {
                     .trim()
             )),
         }
-    }
-
-    /// The (uid, gid) to drop to: the job user when we are root, else none.
-    fn drop_to(&self) -> Option<(u32, u32)> {
-        nix::unistd::geteuid().is_root().then_some(self.job_user)
     }
 
     fn spec(
@@ -319,27 +400,51 @@ impl SandboxConfig {
         program: &Path,
         args: Vec<OsString>,
     ) -> helper::Spec {
+        static STAGES: AtomicU64 = AtomicU64::new(0);
         helper::Spec {
             limits: helper::Rlimits {
                 cpu_s: whole_seconds(limits.cpu_time),
-                as_bytes: limits.memory_mb.saturating_mul(1 << 20),
                 fsize_bytes: limits.file_size_mb.saturating_mul(1 << 20),
-                nproc: limits.processes,
                 nofile: limits.open_files,
             },
             wall: limits.wall_time,
-            cwd: dir.path.clone(),
+            cpu: limits.cpu_time,
+            // prepare() sets it; without it the supervisor refuses (no silent fallback).
+            hierarchy: self
+                .cgroups
+                .clone()
+                .unwrap_or(Hierarchy::V2(PathBuf::new())),
+            group: format!(
+                "{}-{}",
+                std::process::id(),
+                STAGES.fetch_add(1, Ordering::Relaxed)
+            ),
+            group_limits: cgroup::Limits {
+                memory_bytes: limits.memory_mb.saturating_mul(1 << 20),
+                tasks: limits.processes,
+                cores: self.cores,
+            },
+            plan: namespaces::Plan {
+                rootfs: self.jobs_root.join(ROOTFS),
+                job_fs: dir.path.clone(),
+                binds: self.toolchain.prefixes(),
+            },
             stdin,
-            user: self.drop_to(),
+            user: self.job_user,
             env: vec![
                 ("PATH".into(), JOB_PATH.into()),
-                ("TMPDIR".into(), dir.path.clone().into()),
+                ("TMPDIR".into(), "/tmp".into()),
+                ("HOME".into(), JOB_DIR.into()),
             ],
             program: program.to_owned(),
             args,
         }
     }
 }
+
+/// The empty directory under the jobs root that each stage mounts its private root on (in its
+/// own mount namespace only).
+const ROOTFS: &str = "rootfs";
 
 fn tool_name(language: Language) -> &'static str {
     match language {
@@ -369,11 +474,11 @@ pub struct Captured {
 /// What one stage used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
-    /// User + system CPU time of all its processes, ms.
+    /// User + system CPU time of all its processes (its cgroup's), ms.
     pub cpu_ms: u64,
     /// Wall-clock time, ms.
     pub wall_ms: u64,
-    /// Largest resident set of any one of its processes, KiB.
+    /// Peak memory of all its processes together (its cgroup's), KiB.
     pub peak_kb: u64,
 }
 
@@ -396,7 +501,8 @@ pub struct JobOutcome {
     pub usage: Usage,
     /// The compiler's figures, when a compiler ran.
     pub compile_usage: Option<Usage>,
-    /// A word for people: why, for everything but `ok`, `runtime-error` and `compile-error`.
+    /// A word for people: why, for everything but `ok`, `runtime-error` and `compile-error`
+    /// (and for those when a limit was met on the way), naming the limit.
     pub message: Option<String>,
 }
 
@@ -427,7 +533,7 @@ pub fn run_job(request: &JobRequest<'_>, config: &SandboxConfig) -> JobOutcome {
             format!("this compute has no {}", tool_name(request.language)),
         );
     };
-    let dir = match JobDir::create(&config.work_root, config.drop_to()) {
+    let dir = match JobDir::create(config) {
         Ok(dir) => dir,
         Err(error) => {
             return JobOutcome::failed(
@@ -443,8 +549,8 @@ pub fn run_job(request: &JobRequest<'_>, config: &SandboxConfig) -> JobOutcome {
         Language::Python => "main.py",
     };
     let written = dir
-        .write_new(source_name, request.source)
-        .and_then(|_| dir.write_new("stdin", request.stdin));
+        .write_source(source_name, request.source)
+        .and_then(|()| dir.write_stdin(request.stdin));
     let stdin_path = match written {
         Ok(path) => path,
         Err(error) => {
@@ -502,13 +608,7 @@ pub fn run_job(request: &JobRequest<'_>, config: &SandboxConfig) -> JobOutcome {
                 outcome.message = message;
                 return outcome;
             }
-            let binary = dir.path.join("main");
-            if !binary.is_file() {
-                outcome.status = JobStatus::InternalError;
-                outcome.message = Some("the compiler made no program".to_owned());
-                return outcome;
-            }
-            (binary, Vec::new())
+            (Path::new(JOB_DIR).join("main"), Vec::new())
         }
         None => (
             tool.to_owned(),
@@ -532,17 +632,6 @@ pub fn run_job(request: &JobRequest<'_>, config: &SandboxConfig) -> JobOutcome {
     let stage = run_stage(config, &spec, false);
     outcome.stdout = stage.out.clone();
     outcome.stderr = stage.err.clone();
-    if stage.error.is_none()
-        && stage
-            .exec_failed
-            .as_deref()
-            .is_some_and(|why| why.contains("os error 12"))
-    {
-        // ENOMEM from execve: the memory limit is too small to even load the program.
-        outcome.status = JobStatus::MemoryLimit;
-        outcome.message = stage.exec_failed;
-        return outcome;
-    }
     if let Some(problem) = stage.problem() {
         outcome.status = JobStatus::InternalError;
         outcome.message = Some(problem);
@@ -556,7 +645,7 @@ pub fn run_job(request: &JobRequest<'_>, config: &SandboxConfig) -> JobOutcome {
     outcome.usage = end.usage();
     outcome.exit_code = end.exit;
     outcome.signal = end.signal;
-    let (status, message) = classify_run(&end, request, &stage);
+    let (status, message) = classify_run(&end, &limits, &stage);
     outcome.status = status;
     outcome.message = message;
     drop(dir);
@@ -568,9 +657,8 @@ const SIGXFSZ: i32 = Signal::SIGXFSZ as i32;
 
 /// Why the compile stage failed, as `Some(message)`; `None` when it succeeded.
 fn compile_failure(end: &End, limits: &StageLimits, overflowed: bool) -> Option<Option<String>> {
-    let over_cpu = u128::from(end.cpu_us / 1000) > limits.cpu_time.as_millis();
-    if end.killed == Killed::Wall || end.signal == Some(SIGXCPU) || over_cpu {
-        return Some(Some("the compiler passed its time limit".to_owned()));
+    if let Some((JobStatus::TimeLimit | JobStatus::MemoryLimit, why)) = limit_met(end, limits) {
+        return Some(Some(format!("the compiler {why}")));
     }
     if overflowed {
         return Some(Some("the compiler wrote too much".to_owned()));
@@ -582,144 +670,174 @@ fn compile_failure(end: &End, limits: &StageLimits, overflowed: bool) -> Option<
     }
 }
 
-fn classify_run(end: &End, request: &JobRequest<'_>, stage: &Stage) -> (JobStatus, Option<String>) {
+/// The time or memory limit that ended a stage, if one did, with its value.
+fn limit_met(end: &End, limits: &StageLimits) -> Option<(JobStatus, String)> {
+    let ms = |time: Duration| time.as_millis();
+    match end.killed {
+        Killed::Wall => {
+            return Some((
+                JobStatus::TimeLimit,
+                format!("passed its wall-clock limit ({} ms)", ms(limits.wall_time)),
+            ))
+        }
+        Killed::Cpu => {
+            return Some((
+                JobStatus::TimeLimit,
+                format!(
+                    "passed its CPU time limit ({} ms, all its processes together)",
+                    ms(limits.cpu_time)
+                ),
+            ))
+        }
+        Killed::None | Killed::Stop => {}
+    }
+    if end.signal == Some(SIGXCPU) || u128::from(end.cpu_us / 1000) > ms(limits.cpu_time) {
+        return Some((
+            JobStatus::TimeLimit,
+            format!("passed its CPU time limit ({} ms)", ms(limits.cpu_time)),
+        ));
+    }
+    let failed = end.signal.is_some() || end.exit != Some(0);
+    if failed && end.oom > 0 {
+        return Some((
+            JobStatus::MemoryLimit,
+            format!(
+                "passed its memory limit ({} MiB, all its processes together)",
+                limits.memory_mb
+            ),
+        ));
+    }
+    None
+}
+
+fn classify_run(end: &End, limits: &StageLimits, stage: &Stage) -> (JobStatus, Option<String>) {
     if stage.overflowed {
         return (
             JobStatus::OutputLimit,
             Some("it wrote more output than is kept".to_owned()),
         );
     }
-    if end.killed == Killed::Wall {
-        return (
-            JobStatus::TimeLimit,
-            Some("it passed its wall-clock limit".to_owned()),
-        );
-    }
-    if end.signal == Some(SIGXCPU) || u128::from(end.cpu_us / 1000) > request.cpu_time.as_millis() {
-        return (
-            JobStatus::TimeLimit,
-            Some("it passed its CPU time limit".to_owned()),
-        );
+    if let Some((status, why)) = limit_met(end, limits) {
+        return (status, Some(format!("it {why}")));
     }
     if end.signal == Some(SIGXFSZ) {
         return (
             JobStatus::OutputLimit,
-            Some("it wrote a file over the size limit".to_owned()),
+            Some(format!(
+                "it wrote a file over the size limit ({} MiB)",
+                limits.file_size_mb
+            )),
         );
     }
-    let failed = end.signal.is_some() || end.exit != Some(0);
-    if failed && memory_suspect(end.maxrss_kb, request.memory_mb, &stage.err.bytes) {
-        return (
-            JobStatus::MemoryLimit,
-            Some("it ran out of its memory limit (by its peak memory or its error output)".into()),
-        );
-    }
+    let tasks = (end.task_limit > 0).then(|| {
+        format!(
+            "its task limit ({} processes and threads) refused {} fork(s)",
+            limits.processes, end.task_limit
+        )
+    });
     match (end.exit, end.signal) {
         (_, Some(signal)) => (
             JobStatus::Signal,
-            Some(format!("killed by signal {signal}")),
+            Some(match tasks {
+                Some(tasks) => format!("killed by signal {signal}; {tasks}"),
+                None => format!("killed by signal {signal}"),
+            }),
         ),
-        (Some(0), _) => (JobStatus::Ok, None),
-        _ => (JobStatus::RuntimeError, None),
+        (Some(0), _) => (JobStatus::Ok, tasks),
+        _ => (JobStatus::RuntimeError, tasks),
     }
 }
 
-/// The memory-limit heuristic of the module documentation.
-fn memory_suspect(peak_kb: u64, limit_mb: u64, stderr: &[u8]) -> bool {
-    let limit_kb = limit_mb.saturating_mul(1024);
-    if peak_kb.saturating_mul(10) >= limit_kb.saturating_mul(8) {
-        return true;
-    }
-    const MARKERS: [&[u8]; 5] = [
-        b"memory allocation of",
-        b"std::bad_alloc",
-        b"MemoryError",
-        b"Cannot allocate memory",
-        b"out of memory",
-    ];
-    MARKERS
-        .iter()
-        .any(|marker| stderr.windows(marker.len()).any(|window| window == *marker))
-}
-
-/// A private job directory, removed when dropped.
+/// A job's directory: a tmpfs mounted on `<jobs root>/job-<pid>-<n>`, and its input file
+/// beside it. Dropping it detaches the tmpfs and removes the (then empty) mount point: no walk.
 struct JobDir {
     path: PathBuf,
-    owner: Option<(u32, u32)>,
+    stdin: PathBuf,
+    owner: (u32, u32),
 }
 
 impl JobDir {
-    fn create(root: &Path, owner: Option<(u32, u32)>) -> io::Result<JobDir> {
+    fn create(config: &SandboxConfig) -> io::Result<JobDir> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let mut tries = 0;
-        loop {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |time| time.subsec_nanos());
-            let name = format!(
-                "sigma-job-{}-{}-{nanos}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            let path = root.join(name);
-            // mkdir never follows a symlink and fails on any existing name.
-            match DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => {
-                    let dir = JobDir { path, owner };
-                    if let Some((uid, gid)) = owner {
-                        std::os::unix::fs::chown(&dir.path, Some(uid), Some(gid))?;
-                    }
-                    return Ok(dir);
-                }
-                Err(error) if error.kind() == io::ErrorKind::AlreadyExists && tries < 100 => {
-                    tries += 1;
-                }
-                Err(error) => return Err(error),
-            }
+        let name = format!(
+            "job-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = config.jobs_root.join(&name);
+        // The parent is root's and 0700: no one else can have planted anything here.
+        DirBuilder::new().mode(0o700).create(&path)?;
+        let mut dir = JobDir {
+            stdin: config.jobs_root.join(format!("{name}.stdin")),
+            path,
+            owner: config.job_user,
+        };
+        let options = format!(
+            "size={}m,nr_inodes=65536,mode=0755,uid=0,gid=0",
+            config.tmpfs_mb.max(1)
+        );
+        if let Err(error) = mount(
+            Some("sigma-job"),
+            &dir.path,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(options.as_str()),
+        ) {
+            let _ = std::fs::remove_dir(&dir.path);
+            // Nothing mounted: Drop must not try.
+            dir.path = PathBuf::new();
+            return Err(io::Error::from(error));
         }
+        for sub in ["work", "tmp", "shm"] {
+            let sub = dir.path.join(sub);
+            DirBuilder::new().mode(0o700).create(&sub)?;
+            std::os::unix::fs::chown(&sub, Some(dir.owner.0), Some(dir.owner.1))?;
+        }
+        Ok(dir)
     }
 
-    /// Creates `name` (never an existing file or symlink), owned by the job user, mode 0600.
-    fn write_new(&self, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
-        let path = self.path.join(name);
+    /// Writes the source into the job's fresh tmpfs (no job code has run yet), readable by the
+    /// job user.
+    fn write_source(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(self.path.join("work").join(name))?;
+        file.write_all(bytes)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+    }
+
+    /// Writes the input beside the job directory, in the root-only jobs root: pid 1 opens it
+    /// as root before it enters the private root.
+    fn write_stdin(&self, bytes: &[u8]) -> io::Result<PathBuf> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)?;
+            .open(&self.stdin)?;
         file.write_all(bytes)?;
-        if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-        }
-        Ok(path)
+        Ok(self.stdin.clone())
     }
 }
 
 impl Drop for JobDir {
     fn drop(&mut self) {
-        if std::fs::remove_dir_all(&self.path).is_err() {
-            // Without root a job can leave directories it made unwritable (mode 0): give them
-            // back their owner's permissions (not through symlinks) and try again.
-            let _ = open_up(&self.path);
-            let _ = std::fs::remove_dir_all(&self.path);
+        let _ = std::fs::remove_file(&self.stdin);
+        if self.path.as_os_str().is_empty() {
+            return;
         }
+        // Lazy unmount: the tmpfs and all in it go when the last user lets go; no walk.
+        let _ = umount2(&self.path, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.path);
     }
-}
-
-fn open_up(dir: &Path) -> io::Result<()> {
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        if entry.file_type()?.is_dir() {
-            let _ = open_up(&entry.path());
-        }
-    }
-    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Killed {
     None,
     Wall,
+    Cpu,
     Stop,
 }
 
@@ -733,6 +851,8 @@ struct End {
     wall_us: u64,
     killed: Killed,
     leftovers: u64,
+    oom: u64,
+    task_limit: u64,
 }
 
 impl End {
@@ -745,6 +865,8 @@ impl End {
             wall_us: 0,
             killed: Killed::None,
             leftovers: 0,
+            oom: 0,
+            task_limit: 0,
         };
         for word in line.strip_prefix("end ")?.split(' ') {
             let (key, value) = word.split_once('=')?;
@@ -755,10 +877,13 @@ impl End {
                 "maxrss-kb" => end.maxrss_kb = value.parse().ok()?,
                 "wall-us" => end.wall_us = value.parse().ok()?,
                 "leftovers" => end.leftovers = value.parse().ok()?,
+                "oom" => end.oom = value.parse().ok()?,
+                "task-limit" => end.task_limit = value.parse().ok()?,
                 "killed" => {
                     end.killed = match value {
                         "none" => Killed::None,
                         "wall" => Killed::Wall,
+                        "cpu" => Killed::Cpu,
                         "stop" => Killed::Stop,
                         _ => return None,
                     }
@@ -836,7 +961,6 @@ fn run_stage(config: &SandboxConfig, spec: &helper::Spec, merge: bool) -> Stage 
     };
     let supervisor = i32::try_from(child.id()).map(Pid::from_raw).ok();
     let mut outputs_open = if merge { 1 } else { 2 };
-    let mut group: Option<i32> = None;
     let mut report_done_at: Option<Instant> = None;
     let backstop = Instant::now() + spec.wall + BACKSTOP;
     loop {
@@ -860,8 +984,8 @@ fn run_stage(config: &SandboxConfig, spec: &helper::Spec, merge: bool) -> Stage 
             }
             Ok(Event::OutputDone) => outputs_open -= 1,
             Ok(Event::Line(line)) => {
-                if let Some(pid) = line.strip_prefix("started ") {
-                    group = pid.parse().ok();
+                if line.starts_with("started ") {
+                    // pid 1 of the stage: the supervisor kills it; nothing to do here.
                 } else if let Some(why) = line.strip_prefix("exec-failed ") {
                     stage.exec_failed = Some(why.to_owned());
                 } else if let Some(why) = line.strip_prefix("error ") {
@@ -881,13 +1005,17 @@ fn run_stage(config: &SandboxConfig, spec: &helper::Spec, merge: bool) -> Stage 
         }
     }
     if stage.end.is_none() {
-        // The supervisor failed or hung: kill it, and the job's group if we know it. (A pid
-        // could in principle have been reused here; this path is for a broken supervisor.)
+        // The supervisor failed or hung: kill it (pid 1 of the stage dies with it, by its
+        // parent-death signal, and the namespace with pid 1), then empty and remove the
+        // stage's cgroup in its place.
         if let Some(pid) = supervisor {
             let _ = kill(pid, Signal::SIGKILL);
         }
-        if let Some(group) = group.filter(|&group| group > 1) {
-            let _ = kill(Pid::from_raw(-group), Signal::SIGKILL);
+        reap(&mut child);
+        if let Some(hierarchy) = &config.cgroups {
+            let group = hierarchy.group(&spec.group);
+            group.kill_all(Duration::from_secs(3));
+            group.remove();
         }
     }
     reap(&mut child);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod cluster;
 pub mod faults;
+pub mod jobs;
 pub mod netns;
 pub mod raw;
 

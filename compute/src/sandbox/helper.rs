@@ -1,76 +1,76 @@
-//! The two hidden helper modes of the compute binary, `sandbox-supervise` and `sandbox-exec`.
-//!
-//! They exist so that the sandbox needs no `unsafe` code: everything a child must do between
-//! `fork` and `exec` (set resource limits, change user, join a process group) is done either by
-//! std's safe `Command` options (`uid`, `gid`, `process_group`, `current_dir`, `env_clear`) or
-//! by a freshly started process acting on itself before it calls the safe
-//! [`CommandExt::exec`](std::os::unix::process::CommandExt::exec).
+//! The two hidden helper modes of the compute binary: `sandbox-supervise` and `sandbox-init`.
 //!
 //! ```text
-//! compute (library, run_job)
-//!   └─ compute sandbox-supervise …      same user as compute; no limits; a child subreaper
-//!        │  fd 0 = report pipe to run_job; fd 1, fd 2 = the job's output pipes
-//!        └─ /proc/self/exe sandbox-exec …  started as the job user, in a new process group T,
-//!             │                           in the job directory, with the emptied environment;
-//!             │                           sets its own rlimits, then execs the program:
-//!             └─ the program (same pid T)
+//! compute (library, run_job; root)
+//!   └─ compute sandbox-supervise …   root; makes the stage's cgroup, then unshares the mount,
+//!        │                          pid, net, ipc and uts namespaces and builds the private
+//!        │                          root (namespaces.rs); fd 0 = report pipe to run_job,
+//!        │                          fd 1, fd 2 = the job's output pipes
+//!        └─ /proc/self/exe sandbox-init …   pid 1 of the new pid namespace, still root: joins
+//!             │                          the cgroup, mounts /proc, pivot_root, sets rlimits,
+//!             │                          Landlock and seccomp on itself, then starts:
+//!             └─ the program (pid 2)      as the job user (no supplementary groups), in /job,
+//!                                         with only PATH, TMPDIR and HOME
 //! ```
 //!
-//! The supervisor waits for T, kills the group `-T` on the wall deadline or when asked (SIGTERM,
-//! SIGINT or SIGHUP: run_job sends SIGTERM when an output passes its cap), kills whatever is
-//! left of the group when T ends (while T is still an unreaped zombie, so the group id cannot
-//! have been reused), then kills and reaps every remaining descendant (as a subreaper it
-//! inherits the orphans, including those that left the group with `setsid`). Only then does it
-//! read `getrusage(RUSAGE_CHILDREN)`: the supervisor has no other children, so the figures are
-//! exactly the job's (T and every descendant reaped).
+//! The supervisor stays outside the new pid namespace, so it can wait for pid 1 and kill it:
+//! it does on the wall-clock deadline, when the cgroup's CPU time passes the limit, or when
+//! asked (SIGTERM, SIGINT or SIGHUP: run_job sends SIGTERM when an output passes its cap).
+//! When pid 1 of a pid namespace dies, the kernel kills every other process in it, so no
+//! daemon outlives its stage. The supervisor then kills whatever the cgroup still holds, reads
+//! the cgroup's figures and removes it.
 //!
-//! Report lines on fd 0, one per line, ASCII:
+//! pid 1 reports on a pipe (its fd 0) to the supervisor; the supervisor reports on its fd 0 to
+//! run_job, one line each, ASCII:
 //!
 //! ```text
 //! started <pid>
 //! exec-failed <message>        the program could not be started (then `end` as usual)
-//! error <message>              the supervisor itself failed (usage, spawn, wait)
-//! end <exit=N|signal=N> cpu-us=N maxrss-kb=N wall-us=N killed=<none|wall|stop> leftovers=N
+//! error <message>              the sandbox itself failed (usage, cgroup, namespaces, spawn)
+//! end <exit=N|signal=N> cpu-us=N maxrss-kb=N wall-us=N killed=<none|wall|cpu|stop>
+//!     leftovers=N oom=N task-limit=N landlock=<full|partial|none|unknown>
 //! ```
+//!
+//! `cpu-us` and `maxrss-kb` are the cgroup's (every process of the stage together: CPU time,
+//! and the peak of their memory at any one time), `oom` the kernel's OOM kills in it,
+//! `task-limit` the forks it refused.
 
 #![forbid(unsafe_code)]
 
-use std::convert::Infallible;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::resource::{getrusage, setrlimit, Resource, UsageWho};
+use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
-use nix::unistd::{getuid, Pid};
+use nix::unistd::Pid;
+
+use super::cgroup::{self, Hierarchy};
+use super::{filter, namespaces};
 
 /// First argument of the compute binary that selects the supervisor mode.
 pub const SUPERVISE: &str = "sandbox-supervise";
-/// First argument that selects the limit-and-exec mode.
-pub const EXEC: &str = "sandbox-exec";
+/// First argument that selects pid 1 of a stage.
+pub const INIT: &str = "sandbox-init";
 
-/// Resource limits set by `sandbox-exec` on itself before it execs the program.
+/// Per-process resource limits pid 1 sets on itself (and so on the program) before it starts
+/// the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Rlimits {
     /// RLIMIT_CPU soft limit, seconds (hard = soft + 1: SIGXCPU first, SIGKILL a second later).
     pub cpu_s: u64,
-    /// RLIMIT_AS, bytes.
-    pub as_bytes: u64,
     /// RLIMIT_FSIZE, bytes.
     pub fsize_bytes: u64,
-    /// Processes (threads) the job may add to those its user already has (RLIMIT_NPROC counts
-    /// every task of the real user id, system-wide).
-    pub nproc: u64,
     /// RLIMIT_NOFILE.
     pub nofile: u64,
 }
@@ -79,9 +79,7 @@ impl Rlimits {
     fn push_args(&self, args: &mut Vec<OsString>) {
         for (name, value) in [
             ("--cpu-s", self.cpu_s),
-            ("--as-bytes", self.as_bytes),
             ("--fsize-bytes", self.fsize_bytes),
-            ("--nproc", self.nproc),
             ("--nofile", self.nofile),
         ] {
             args.push(name.into());
@@ -94,15 +92,31 @@ impl Rlimits {
 #[derive(Clone, Debug)]
 pub(crate) struct Spec {
     pub limits: Rlimits,
+    /// Wall-clock time of the stage.
     pub wall: Duration,
-    pub cwd: PathBuf,
-    /// The file that becomes the program's stdin; None: /dev/null.
+    /// CPU time of every process of the stage together (measured by the cgroup).
+    pub cpu: Duration,
+    /// Where the stage's cgroup is made.
+    pub hierarchy: Hierarchy,
+    /// The stage's cgroup name, unique on the host; it starts with compute's pid.
+    pub group: String,
+    /// The stage's cgroup limits.
+    pub group_limits: cgroup::Limits,
+    /// The stage's root.
+    pub plan: namespaces::Plan,
+    /// The file that becomes the program's stdin (in a root-only directory); None: /dev/null.
     pub stdin: Option<PathBuf>,
-    /// Run as this (uid, gid), with no supplementary groups; None: stay the current user.
-    pub user: Option<(u32, u32)>,
+    /// The job user (uid, gid).
+    pub user: (u32, u32),
     pub env: Vec<(OsString, OsString)>,
+    /// The program, as a path inside the stage's root.
     pub program: PathBuf,
     pub args: Vec<OsString>,
+}
+
+fn push(args: &mut Vec<OsString>, name: &str, value: impl Into<OsString>) {
+    args.push(name.into());
+    args.push(value.into());
 }
 
 impl Spec {
@@ -110,24 +124,34 @@ impl Spec {
     pub(crate) fn to_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         self.limits.push_args(&mut args);
-        args.push("--wall-us".into());
-        args.push(self.wall.as_micros().to_string().into());
-        args.push("--cwd".into());
-        args.push(self.cwd.clone().into());
+        push(&mut args, "--wall-us", self.wall.as_micros().to_string());
+        push(&mut args, "--cpu-us", self.cpu.as_micros().to_string());
+        for dir in self.hierarchy.dirs() {
+            push(&mut args, "--cgroup", dir);
+        }
+        push(&mut args, "--group", self.group.clone());
+        let limits = &self.group_limits;
+        push(&mut args, "--memory-bytes", limits.memory_bytes.to_string());
+        push(&mut args, "--tasks", limits.tasks.to_string());
+        push(&mut args, "--cores", limits.cores.to_string());
+        push(&mut args, "--rootfs", &self.plan.rootfs);
+        push(&mut args, "--job-fs", &self.plan.job_fs);
+        for bind in &self.plan.binds {
+            push(&mut args, "--bind", bind);
+        }
         if let Some(stdin) = &self.stdin {
-            args.push("--stdin".into());
-            args.push(stdin.clone().into());
+            push(&mut args, "--stdin", stdin);
         }
-        if let Some((uid, gid)) = self.user {
-            args.push("--user".into());
-            args.push(format!("{uid}:{gid}").into());
-        }
+        push(
+            &mut args,
+            "--user",
+            format!("{}:{}", self.user.0, self.user.1),
+        );
         for (key, value) in &self.env {
             let mut pair = key.clone();
             pair.push("=");
             pair.push(value);
-            args.push("--env".into());
-            args.push(pair);
+            push(&mut args, "--env", pair);
         }
         args.push("--".into());
         args.push(self.program.clone().into());
@@ -165,11 +189,24 @@ impl Flags {
         })
     }
 
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a OsStr> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_os_str())
+    }
+
     fn get(&self, name: &str) -> Option<&OsStr> {
         self.pairs
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_os_str())
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, String> {
+        self.get(name)
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("missing {name}"))
     }
 
     fn number(&self, name: &str) -> Result<u64, String> {
@@ -183,11 +220,33 @@ impl Flags {
     fn limits(&self) -> Result<Rlimits, String> {
         Ok(Rlimits {
             cpu_s: self.number("--cpu-s")?,
-            as_bytes: self.number("--as-bytes")?,
             fsize_bytes: self.number("--fsize-bytes")?,
-            nproc: self.number("--nproc")?,
             nofile: self.number("--nofile")?,
         })
+    }
+
+    fn user(&self) -> Result<(u32, u32), String> {
+        let text = self.get("--user").ok_or("missing --user")?;
+        let text = text.to_str().ok_or("--user: not UTF-8")?;
+        let (uid, gid) = text.split_once(':').ok_or("--user: expected UID:GID")?;
+        Ok((
+            uid.parse::<u32>().map_err(|_| "--user: bad uid")?,
+            gid.parse::<u32>().map_err(|_| "--user: bad gid")?,
+        ))
+    }
+
+    /// The `--env KEY=VALUE` pairs.
+    fn env(&self) -> Vec<(&OsStr, &OsStr)> {
+        self.all("--env")
+            .map(|pair| {
+                let bytes = pair.as_bytes();
+                let at = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
+                (
+                    OsStr::from_bytes(&bytes[..at]),
+                    OsStr::from_bytes(bytes.get(at + 1..).unwrap_or_default()),
+                )
+            })
+            .collect()
     }
 }
 
@@ -199,14 +258,14 @@ pub fn helper_main(args: impl IntoIterator<Item = OsString>) -> Option<ExitCode>
     let mode = args.next()?;
     if mode == SUPERVISE {
         Some(supervise(args))
-    } else if mode == EXEC {
-        Some(exec_program(args))
+    } else if mode == INIT {
+        Some(init(args))
     } else {
         None
     }
 }
 
-/// The report channel: our fd 0, duplicated with close-on-exec so no child inherits it.
+/// A report channel: our fd 0, duplicated with close-on-exec so no child inherits it.
 struct Report(Option<File>);
 
 impl Report {
@@ -228,7 +287,7 @@ impl Report {
             .collect();
         if let Some(file) = &mut self.0 {
             if file.write_all(format!("{text}\n").as_bytes()).is_err() {
-                // run_job went away; nobody reads the rest.
+                // The reader went away; nobody reads the rest.
                 self.0 = None;
             }
         }
@@ -239,6 +298,7 @@ impl Report {
 enum Killed {
     None,
     Wall,
+    Cpu,
     Stop,
 }
 
@@ -253,6 +313,16 @@ fn supervise(args: impl Iterator<Item = OsString>) -> ExitCode {
     }
 }
 
+/// The group is removed when this drops, whatever happened.
+struct OwnedGroup(cgroup::Group);
+
+impl Drop for OwnedGroup {
+    fn drop(&mut self) {
+        self.0.kill_all(Duration::from_secs(3));
+        self.0.remove();
+    }
+}
+
 fn supervise_inner(
     args: impl Iterator<Item = OsString>,
     report: &mut Report,
@@ -260,19 +330,21 @@ fn supervise_inner(
     let flags = Flags::parse(args)?;
     let limits = flags.limits()?;
     let wall = Duration::from_micros(flags.number("--wall-us")?);
-    let cwd = flags.get("--cwd").ok_or("missing --cwd")?;
-    let user = match flags.get("--user") {
-        None => None,
-        Some(text) => {
-            let text = text.to_str().ok_or("--user: not UTF-8")?;
-            let (uid, gid) = text.split_once(':').ok_or("--user: expected UID:GID")?;
-            Some((
-                uid.parse::<u32>().map_err(|_| "--user: bad uid")?,
-                gid.parse::<u32>().map_err(|_| "--user: bad gid")?,
-            ))
-        }
+    let cpu_limit_us = flags.number("--cpu-us")?;
+    let dirs: Vec<PathBuf> = flags.all("--cgroup").map(PathBuf::from).collect();
+    let hierarchy = Hierarchy::from_dirs(&dirs).ok_or("--cgroup: expected 1 or 4 directories")?;
+    let name = flags.get("--group").and_then(OsStr::to_str);
+    let name = name.ok_or("missing --group")?;
+    let plan = namespaces::Plan {
+        rootfs: flags.path("--rootfs")?,
+        job_fs: flags.path("--job-fs")?,
+        binds: flags.all("--bind").map(PathBuf::from).collect(),
     };
+    let user = flags.user()?;
 
+    // If run_job's thread (our parent) goes, we go, and pid 1 with us (its own death signal).
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|error| format!("cannot set the parent-death signal: {error}"))?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGTERM,
@@ -282,77 +354,57 @@ fn supervise_inner(
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|error| format!("cannot handle signal {signal}: {error}"))?;
     }
-    // Orphaned descendants are reparented to us, so we can kill and reap them all (and their
-    // CPU time and memory land in our RUSAGE_CHILDREN).
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|error| format!("cannot become a child subreaper: {error}"))?;
 
-    // The exec stage writes why it could not exec the program here; the pipe's write end is
-    // close-on-exec there, so end of file without bytes means the exec happened.
-    let (mut exec_errors, exec_errors_w) =
+    let group = OwnedGroup(hierarchy.create(
+        name,
+        cgroup::Limits {
+            memory_bytes: flags.number("--memory-bytes")?,
+            tasks: flags.number("--tasks")?,
+            cores: flags.number("--cores")?,
+        },
+    )?);
+    namespaces::enter(&plan)?;
+
+    // pid 1 reports here; the write end is its fd 0 (it keeps a close-on-exec copy).
+    let (mut from_init, to_init) =
         super::pipe().map_err(|error| format!("cannot make a pipe: {error}"))?;
-
-    let mut exec_args: Vec<OsString> = vec![EXEC.into()];
-    limits.push_args(&mut exec_args);
-    if let Some(stdin) = flags.get("--stdin") {
-        exec_args.push("--stdin".into());
-        exec_args.push(stdin.to_owned());
+    let mut init_args: Vec<OsString> = vec![INIT.into()];
+    limits.push_args(&mut init_args);
+    push(&mut init_args, "--rootfs", &plan.rootfs);
+    for procs in group.0.procs_files() {
+        push(&mut init_args, "--procs", procs);
     }
-    exec_args.push("--".into());
-    exec_args.push(flags.program.clone().into());
-    exec_args.extend(flags.args.iter().cloned());
+    if let Some(stdin) = flags.get("--stdin") {
+        push(&mut init_args, "--stdin", stdin);
+    }
+    push(&mut init_args, "--user", format!("{}:{}", user.0, user.1));
+    for (key, value) in flags.env() {
+        let mut pair = key.to_owned();
+        pair.push("=");
+        pair.push(value);
+        push(&mut init_args, "--env", pair);
+    }
+    init_args.push("--".into());
+    init_args.push(flags.program.clone().into());
+    init_args.extend(flags.args.iter().cloned());
 
-    // /proc/self/exe rather than a path: it names this very binary even if the path is not
-    // reachable by the job user (say, under a 0700 home directory).
-    let mut command = Command::new("/proc/self/exe");
-    command
-        .args(&exec_args)
-        .stdin(Stdio::from(exec_errors_w))
+    let started = Instant::now();
+    let mut child = Command::new("/proc/self/exe")
+        .args(&init_args)
+        .stdin(Stdio::from(to_init))
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
-        .current_dir(cwd)
         .env_clear()
-        .process_group(0);
-    for pair in flags
-        .pairs
-        .iter()
-        .filter(|(key, _)| key == "--env")
-        .map(|(_, pair)| pair)
-    {
-        let bytes = pair.as_bytes();
-        let at = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
-        command.env(
-            OsStr::from_bytes(&bytes[..at]),
-            OsStr::from_bytes(bytes.get(at + 1..).unwrap_or_default()),
-        );
-    }
-    if let Some((uid, gid)) = user {
-        // std drops the supplementary groups too (setgroups(0)) when it changes uid as root.
-        command.uid(uid).gid(gid);
-    }
-    let started = Instant::now();
-    let mut child = command
         .spawn()
-        .map_err(|error| format!("cannot start the exec stage: {error}"))?;
-    drop(command); // closes our copy of the exec-error pipe's write end
+        .map_err(|error| format!("cannot start the stage's pid 1: {error}"))?;
     let raw_pid =
         i32::try_from(child.id()).map_err(|_| "the child's pid does not fit".to_owned())?;
     let pid = Pid::from_raw(raw_pid);
     report.line(&format!("started {raw_pid}"));
 
-    let mut why = Vec::new();
-    // Bounded: the exec stage sets four limits and execs; it cannot block here.
-    let _ = exec_errors.read_to_end(&mut why);
-    drop(exec_errors);
-    if !why.is_empty() {
-        report.line(&format!(
-            "exec-failed {}",
-            String::from_utf8_lossy(&why).trim()
-        ));
-    }
-
     let mut killed = Killed::None;
     let mut pause = Duration::from_micros(200);
+    let mut next_cpu_check = Instant::now();
     loop {
         match waitid(
             Id::Pid(pid),
@@ -360,8 +412,7 @@ fn supervise_inner(
         ) {
             Ok(WaitStatus::StillAlive) => {}
             Err(Errno::EINTR) => continue,
-            // Exited (kept as a zombie: WNOWAIT), or a status nix cannot express (a real-time
-            // signal): either way it is over.
+            // Exited (kept as a zombie: WNOWAIT), or a status nix cannot express: it is over.
             Ok(_) | Err(_) => break,
         }
         if killed == Killed::None {
@@ -369,177 +420,153 @@ fn supervise_inner(
                 killed = Killed::Stop;
             } else if started.elapsed() >= wall {
                 killed = Killed::Wall;
+            } else if Instant::now() >= next_cpu_check {
+                next_cpu_check = Instant::now() + Duration::from_millis(20);
+                if group.0.cpu_us() > cpu_limit_us {
+                    killed = Killed::Cpu;
+                }
             }
             if killed != Killed::None {
-                let _ = kill(Pid::from_raw(-raw_pid), Signal::SIGKILL);
+                // pid 1 is a zombie at worst (not reaped yet), so its pid is still its own.
+                let _ = kill(pid, Signal::SIGKILL);
             }
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(5));
     }
     let wall_used = started.elapsed();
-    // T is a zombie, not yet reaped: the group id -T still belongs to this job.
-    let _ = kill(Pid::from_raw(-raw_pid), Signal::SIGKILL);
-    let status = child
-        .wait()
-        .map_err(|error| format!("cannot reap the program: {error}"))?;
-    let leftovers = reap_descendants(Duration::from_secs(3));
-    let usage =
-        getrusage(UsageWho::RUSAGE_CHILDREN).map_err(|error| format!("getrusage: {error}"))?;
-    let cpu_us = timeval_us(usage.user_time()) + timeval_us(usage.system_time());
-    let ended = match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit={code}"),
-        (None, Some(signal)) => format!("signal={signal}"),
-        (None, None) => "signal=0".to_owned(),
+    let _ = child.wait();
+    let mut lines = String::new();
+    // pid 1 is gone, and with it every process of its namespace: the pipe is at its end.
+    let _ = (&mut from_init).take(64 * 1024).read_to_string(&mut lines);
+    let mut status = None;
+    let mut landlock = "unknown";
+    for line in lines.lines() {
+        if let Some(ended) = line.strip_prefix("status ") {
+            status = Some(ended.to_owned());
+        } else if let Some(level) = line.strip_prefix("landlock ") {
+            landlock = match level {
+                "full" => "full",
+                "partial" => "partial",
+                _ => "none",
+            };
+        } else if line.starts_with("exec-failed ") {
+            report.line(line);
+        } else if let Some(why) = line.strip_prefix("error ") {
+            return Err(format!("in the stage: {why}"));
+        }
+    }
+    let leftovers = group.0.kill_all(Duration::from_secs(3));
+    let oom = group.0.oom_kills();
+    let ended = match status {
+        Some(status) => status,
+        // Killed by us, or pid 1 itself killed by the OOM killer (a limit too small to even
+        // start the program): the stage ended by SIGKILL.
+        None if killed != Killed::None || oom > 0 => format!("signal={}", Signal::SIGKILL as i32),
+        None => return Err("the stage's pid 1 ended without a status".into()),
     };
     let killed = match killed {
         Killed::None => "none",
         Killed::Wall => "wall",
+        Killed::Cpu => "cpu",
         Killed::Stop => "stop",
     };
     report.line(&format!(
-        "end {ended} cpu-us={cpu_us} maxrss-kb={} wall-us={} killed={killed} leftovers={leftovers}",
-        usage.max_rss().max(0),
-        wall_used.as_micros()
+        "end {ended} cpu-us={} maxrss-kb={} wall-us={} killed={killed} leftovers={leftovers} oom={} task-limit={} landlock={landlock}",
+        group.0.cpu_us(),
+        group.0.peak_bytes() / 1024,
+        wall_used.as_micros(),
+        oom,
+        group.0.task_limit_hits(),
     ));
     Ok(())
 }
 
-fn timeval_us(time: nix::sys::time::TimeVal) -> u64 {
-    let us = i128::from(time.tv_sec()) * 1_000_000 + i128::from(time.tv_usec());
-    u64::try_from(us.max(0)).unwrap_or(u64::MAX)
-}
-
-/// Kills and reaps every process left below us (orphans come to us: we are a subreaper) until
-/// none is left or `patience` runs out; returns how many were still there at the end.
-fn reap_descendants(patience: Duration) -> usize {
-    let deadline = Instant::now() + patience;
-    let me = std::process::id();
-    loop {
-        // Reap whatever has died.
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => break,
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(Errno::ECHILD) => return 0,
-                Err(_) => break,
-            }
-        }
-        let children = children_of(me);
-        if Instant::now() >= deadline {
-            return children.len().max(1);
-        }
-        for child in &children {
-            if let Ok(raw) = i32::try_from(*child) {
-                let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// The pids whose parent is `parent`, from /proc/<pid>/stat.
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut children = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read(entry.path().join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid …": comm may hold anything, so split after its last ')'.
-        let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-            continue;
-        };
-        let rest = String::from_utf8_lossy(&stat[close + 1..]);
-        let ppid = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok());
-        if ppid == Some(parent) {
-            children.push(pid);
+/// `sandbox-init`: pid 1 of the stage; see the module documentation.
+fn init(args: impl Iterator<Item = OsString>) -> ExitCode {
+    let mut report = Report::open();
+    match init_inner(args, &mut report) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            report.line(&format!("error {why}"));
+            ExitCode::from(127)
         }
     }
-    children
 }
 
-/// `sandbox-exec`: already the job user, in the job directory, in its own process group. Sets
-/// its rlimits, then becomes the program. Why it failed goes to fd 0 (a close-on-exec copy).
-fn exec_program(args: impl Iterator<Item = OsString>) -> ExitCode {
-    let mut errors = Report::open();
-    let why = match exec_inner(args) {
-        Ok(never) => match never {},
-        Err(why) => why,
-    };
-    errors.line(&why);
-    ExitCode::from(127)
-}
-
-fn exec_inner(args: impl Iterator<Item = OsString>) -> Result<Infallible, String> {
+fn init_inner(args: impl Iterator<Item = OsString>, report: &mut Report) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|error| format!("cannot set the parent-death signal: {error}"))?;
     let flags = Flags::parse(args)?;
+    // Into the cgroup before anything else: "0" is the writer itself.
+    for procs in flags.all("--procs") {
+        std::fs::write(procs, "0")
+            .map_err(|e| format!("cannot join {}: {e}", Path::new(procs).display()))?;
+    }
     let limits = flags.limits()?;
+    let (uid, gid) = flags.user()?;
+    // Opened here, before the root changes: the file is in compute's root-only directory.
     let stdin = match flags.get("--stdin") {
-        None => Stdio::null(),
-        Some(path) => Stdio::from(
-            File::open(path).map_err(|error| format!("cannot open the input: {error}"))?,
-        ),
-    };
-    // RLIMIT_NPROC counts every task of our real uid on the host; allow `nproc` more than
-    // there are now (counting is racy, but only ever a little generous).
-    let nproc = limits
-        .nproc
-        .saturating_add(tasks_of_user(getuid().as_raw()));
+        None => File::open("/dev/null"),
+        Some(path) => File::open(path),
+    }
+    .map_err(|error| format!("cannot open the input: {error}"))?;
+    namespaces::enter_root(&flags.path("--rootfs")?)?;
     let cpu_hard = limits.cpu_s.saturating_add(1);
     for (resource, soft, hard) in [
         (Resource::RLIMIT_CORE, 0, 0),
         (Resource::RLIMIT_CPU, limits.cpu_s, cpu_hard),
-        (Resource::RLIMIT_AS, limits.as_bytes, limits.as_bytes),
         (
             Resource::RLIMIT_FSIZE,
             limits.fsize_bytes,
             limits.fsize_bytes,
         ),
-        (Resource::RLIMIT_NPROC, nproc, nproc),
         (Resource::RLIMIT_NOFILE, limits.nofile, limits.nofile),
     ] {
         setrlimit(resource, soft, hard)
             .map_err(|error| format!("cannot set {resource:?}: {error}"))?;
     }
-    let error = Command::new(&flags.program)
+    let landlock = filter::landlock()?;
+    report.line(&format!("landlock {landlock}"));
+    filter::seccomp()?;
+    let mut command = Command::new(&flags.program);
+    command
         .args(&flags.args)
-        .stdin(stdin)
-        .exec();
-    Err(format!("cannot run {}: {error}", flags.program.display()))
-}
-
-/// Tasks (threads) whose real uid is `uid`, from /proc/<pid>/status.
-fn tasks_of_user(uid: u32) -> u64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let mut tasks = 0u64;
-    for entry in entries.flatten() {
-        if !entry.file_name().as_bytes().iter().all(u8::is_ascii_digit) {
-            continue;
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .current_dir("/job")
+        .env_clear()
+        .envs(flags.env())
+        // std also drops the supplementary groups (setgroups(0)) when root changes uid.
+        .uid(uid)
+        .gid(gid);
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            report.line(&format!(
+                "exec-failed cannot run {}: {error}",
+                flags.program.display()
+            ));
+            report.line("status exit=127");
+            return Ok(());
         }
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|value| value.parse::<u64>().ok())
-        };
-        if field("Uid:") == Some(u64::from(uid)) {
-            tasks += field("Threads:").unwrap_or(1);
+    };
+    let program = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    // Reap everything (orphans of the namespace come to us) until the program itself ends;
+    // our own end then takes the rest of the namespace with it.
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == program => {
+                report.line(&format!("status exit={code}"));
+                return Ok(());
+            }
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == program => {
+                report.line(&format!("status signal={}", signal as i32));
+                return Ok(());
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(error) => return Err(format!("waitpid: {error}")),
         }
     }
-    tasks
 }
