@@ -19,6 +19,7 @@ use xmlwire::{Limits, XmlStr};
 
 use super::connection::{Connection, ReadOutcome, Role};
 use super::error::{setup, ServerError};
+use super::http::Http;
 use super::session::shutdown_message;
 use super::{After, Core};
 
@@ -117,12 +118,15 @@ pub(super) struct Server {
     dirty: Vec<usize>,
     next_sweep: Instant,
     core: Core,
+    /// The dashboard and /metrics (`--http`).
+    http: Http,
 }
 
 impl Server {
-    pub(super) fn new(sockets: Sockets, core: Core) -> Server {
+    pub(super) fn new(sockets: Sockets, core: Core, mut http: Http) -> Server {
         let max_connections = connection_cap();
         log::info!("up to {max_connections} connections at once");
+        http.register(sockets.poll.registry());
         Server {
             poll: sockets.poll,
             listener: sockets.listener,
@@ -134,6 +138,7 @@ impl Server {
             dirty: Vec::new(),
             next_sweep: Instant::now() + SWEEP_INTERVAL,
             core,
+            http,
         }
     }
 
@@ -159,12 +164,19 @@ impl Server {
                     LISTENER => self.accept(),
                     SIGNALS => self.drain_signals(),
                     WAKER => self.core.collect_verdicts(),
+                    token if self.http.owns(token) => self.http.event(
+                        self.poll.registry(),
+                        event,
+                        &self.core,
+                        self.connections.len(),
+                    ),
                     Token(key) => self.connection_event(key, event),
                 }
             }
             self.on_timers();
             self.commit_and_flush()?;
             self.remove_closed();
+            self.http.tick(self.poll.registry(), &self.core);
             if self.finished() {
                 return Ok(());
             }
@@ -274,9 +286,15 @@ impl Server {
         if connection.closed {
             return;
         }
-        if event.is_writable() && !connection.flush(self.poll.registry(), Token(key)) {
-            self.close(key, "write failed");
-            return;
+        if event.is_writable() {
+            let pending = connection.pending_output();
+            let flushed = connection.flush(self.poll.registry(), Token(key));
+            self.http.telemetry.protocol_sent_bytes +=
+                pending.saturating_sub(connection.pending_output()) as u64;
+            if !flushed {
+                self.close(key, "write failed");
+                return;
+            }
         }
         if !(event.is_readable() || event.is_read_closed() || event.is_error()) {
             return;
@@ -284,7 +302,13 @@ impl Server {
         let peer_closed = event.is_read_closed() || event.is_error();
         loop {
             let outcome = match self.connections.get_mut(key) {
-                Some(connection) => connection.read_available(peer_closed),
+                Some(connection) => {
+                    let before = connection.reader.stream_len();
+                    let outcome = connection.read_available(peer_closed);
+                    self.http.telemetry.protocol_received_bytes +=
+                        connection.reader.stream_len() - before;
+                    outcome
+                }
                 None => return,
             };
             self.take_messages(key);
@@ -400,7 +424,12 @@ impl Server {
         // Closing a connection can queue messages for others (a job given back goes to another
         // compute, or its report is told): loop until nothing is left to flush.
         loop {
+            let writes = self.core.store.has_changes();
+            let started = Instant::now();
             self.core.store.commit()?;
+            if writes {
+                self.http.telemetry.commit_took(started.elapsed());
+            }
             // Events go out before the replies that depend on them: a test that saw an ack
             // finds its result in the event log.
             self.core.events.flush();
@@ -460,7 +489,11 @@ impl Server {
         if connection.closed {
             return;
         }
-        if !connection.flush(self.poll.registry(), Token(key)) {
+        let pending = connection.pending_output();
+        let flushed = connection.flush(self.poll.registry(), Token(key));
+        self.http.telemetry.protocol_sent_bytes +=
+            pending.saturating_sub(connection.pending_output()) as u64;
+        if !flushed {
             self.close(key, "write failed");
         } else if connection.pending_output() > MAX_PENDING_OUTPUT {
             self.close(key, "it does not read its replies");
