@@ -1,8 +1,8 @@
 //! The dashboard's HTTP side, served by the same reactor as the protocol: read-only (GET and
 //! HEAD, nothing on it can change the cluster), and capped like every other connection: a
 //! request head must arrive whole within [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD_BYTES`], at
-//! most [`MAX_HTTP_CONNECTIONS`] at once (beyond it the kernel's backlog holds them), one
-//! response in flight per connection. Request heads are parsed by httparse.
+//! most [`MAX_HTTP_CONNECTIONS`] at once (beyond it, the one that waited longest for a request
+//! is closed), one response in flight per connection. Request heads are parsed by httparse.
 //!
 //! * this file: the listener, the connections, the routes;
 //! * [`page`]: the HTML and its SVG charts; [`metrics`]: `/metrics` and what the reactor counts
@@ -62,9 +62,9 @@ const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// And must arrive whole within this, from the connection's start or its previous response
 /// (slow senders hold no slot long; this is also the keep-alive idle limit).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// HTTP connections at once; accepting pauses at the cap and resumes below 90% of it. A
-/// browser opens a handful, so this serves dozens of viewers.
-const MAX_HTTP_CONNECTIONS: usize = 256;
+/// HTTP connections at once. A browser opens a handful, so this serves dozens of viewers; a
+/// descriptor and a slab entry each while idle, 8 KiB more while a request head arrives.
+const MAX_HTTP_CONNECTIONS: usize = 1_024;
 /// Headers httparse may return.
 const MAX_HEADERS: usize = 48;
 /// How often deadlines are checked.
@@ -97,6 +97,8 @@ pub struct Http {
     accepting: bool,
     connections: Slab<HttpConnection>,
     closed: Vec<usize>,
+    /// Connections closed to make room for new ones.
+    evicted: u64,
     next_sweep: Instant,
     history: History,
     history_store: Option<HistoryStore>,
@@ -274,6 +276,7 @@ impl Http {
             accepting: false,
             connections: Slab::new(),
             closed: Vec::new(),
+            evicted: 0,
             next_sweep: now + SWEEP_INTERVAL,
             history,
             history_store,
@@ -335,10 +338,27 @@ impl Http {
 
     fn accept(&mut self, registry: &Registry) {
         while self.accepting {
-            if self.connections.len() >= MAX_HTTP_CONNECTIONS {
-                log::warn!("{MAX_HTTP_CONNECTIONS} HTTP connections: not accepting more for now");
-                self.pause_accepting(registry);
-                return;
+            if self.connections.len() - self.closed.len() >= MAX_HTTP_CONNECTIONS {
+                // Full: the connection that has waited longest for a request gives its slot
+                // up, so idle or slow connections cannot lock viewers out. Only if every one
+                // is busy with a response does accepting pause.
+                match self.longest_waiting() {
+                    Some(key) => {
+                        self.evicted += 1;
+                        if self.evicted.is_power_of_two() {
+                            log::warn!(
+                                "{MAX_HTTP_CONNECTIONS} HTTP connections: closing the ones that \
+                                 waited longest for a request ({} so far)",
+                                self.evicted
+                            );
+                        }
+                        self.close(key);
+                    }
+                    None => {
+                        self.pause_accepting(registry);
+                        return;
+                    }
+                }
             }
             let Some(listener) = &self.listener else {
                 return;
@@ -373,6 +393,15 @@ impl Http {
                 }
             }
         }
+    }
+
+    /// The open connection with the earliest head deadline that has no response in flight.
+    fn longest_waiting(&self) -> Option<usize> {
+        self.connections
+            .iter()
+            .filter(|(_, c)| !c.closed && !c.closing && c.outbox.is_empty())
+            .min_by_key(|(_, c)| c.deadline)
+            .map(|(key, _)| key)
     }
 
     fn pause_accepting(&mut self, registry: &Registry) {

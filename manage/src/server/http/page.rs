@@ -51,7 +51,8 @@ progress{width:100%}
 const SCRIPT: &str = "
 const live=document.getElementById('live');const note=document.getElementById('note');
 async function refresh(){try{const r=await fetch('/fragment',{cache:'no-store'});
-if(!r.ok)throw new Error('HTTP '+r.status);live.innerHTML=await r.text();note.textContent='';}
+if(!r.ok)throw new Error('HTTP '+r.status);live.innerHTML=await r.text();note.textContent='';
+live.dataset.refreshed=(+(live.dataset.refreshed||0))+1;}
 catch(e){note.textContent='manage unreachable ('+e.message+'); retrying';}}
 setInterval(refresh,REFRESH);
 ";
@@ -197,7 +198,7 @@ fn computes(out: &mut String, view: &StatusView<compute::Algorithm>) {
     );
     for (i, c) in view.computes.iter().enumerate() {
         let y = i * row_height;
-        let width = 380.0 * c.numbers_per_sec / fastest;
+        let width = 320.0 * c.numbers_per_sec / fastest;
         let _ = write!(
             out,
             "<text x=\"0\" y=\"{}\">#{} {}</text><rect class=\"bar\" x=\"160\" y=\"{}\" \
@@ -309,12 +310,13 @@ fn line_chart(out: &mut String, id: &str, series: &[&[(Millis, f64)]]) {
         "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{0}\" x2=\"{W}\" y2=\"{0}\"></line>\
          <line class=\"axis\" x1=\"{LEFT}\" y1=\"10\" x2=\"{LEFT}\" y2=\"{0}\"></line>\
          <text x=\"0\" y=\"14\">{1}</text><text x=\"0\" y=\"{0}\">0</text>\
-         <text x=\"{LEFT}\" y=\"{H}\">{2}</text><text x=\"{3}\" y=\"{H}\">{4}</text>",
+         <text x=\"{LEFT}\" y=\"{5}\">{2}</text><text x=\"{3}\" y=\"{5}\">{4}</text>",
         H - BOTTOM,
         short(top),
         time_of_day(first),
         W - 60.0,
-        time_of_day(last)
+        time_of_day(last),
+        H - 4.0
     );
     for (index, s) in series.iter().enumerate() {
         let _ = write!(out, "<polyline class=\"s{index}\" points=\"");
