@@ -458,7 +458,7 @@ fn chart_points(dom: &str, id: &str) -> usize {
         .nth(1)
         .unwrap_or_else(|| panic!("no chart {id} in the DOM"));
     let chart = chart.split("</svg>").next().unwrap_or("");
-    chart.split("points=\"").nth(1).map_or(0, |p| {
+    chart.split(" points=\"").nth(1).map_or(0, |p| {
         p.split('"').next().unwrap_or("").split_whitespace().count()
     })
 }
