@@ -454,4 +454,22 @@ mod tests {
             3
         );
     }
+
+    #[test]
+    fn a_full_history_keeps_the_charts_small() {
+        // Every tier full: 5,040 samples, drawn as the page draws them (three series).
+        let samples: Vec<(Millis, f64)> = (0..5_040u64)
+            .map(|i| (i * 5_000, (i * 1_000_000) as f64))
+            .collect();
+        let started = std::time::Instant::now();
+        let mut out = String::new();
+        line_chart(&mut out, "tested", &[&samples, &samples]);
+        line_chart(&mut out, "rate", &[&samples]);
+        eprintln!(
+            "charts of a full history: {} bytes in {:?}",
+            out.len(),
+            started.elapsed()
+        );
+        assert!(out.len() < 256 * 1024, "{} bytes", out.len());
+    }
 }
