@@ -64,6 +64,11 @@ struct Cli {
     /// stable format for programs (see docs/design.md).
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Serve the dashboard, /metrics, /status.xml and /healthz over HTTP on ADDR:PORT
+    /// (`off`: not at all; 0.0.0.0:8129 shares it on the network). Read-only. Without this
+    /// option, a busy default port only turns the dashboard off.
+    #[arg(long, value_name = "ADDR:PORT|off", value_parser = server::HttpListen::parse)]
+    http: Option<server::HttpListen>,
 }
 
 /// Strict decimal: digits only, no sign, no leading zeros, no overflow.
@@ -147,6 +152,11 @@ fn config_from(cli: Cli) -> Result<server::Config, UsageError> {
         shutdown_grace: seconds(cli.shutdown_grace, "--shutdown-grace")?,
         lease_floor: seconds(cli.lease_floor, "--lease-floor")?,
         events: cli.events,
+        http: cli.http.unwrap_or(server::HttpListen::Default(
+            server::DEFAULT_HTTP
+                .parse()
+                .expect("the default dashboard address parses"),
+        )),
     })
 }
 

@@ -10,6 +10,7 @@
 //!   verifier's verdicts.
 //! * [`jobs`]: a `<run>` routed to a compute's control connection and its `<job-result>` back.
 //! * [`status`]: the `<status>` document.
+//! * [`http`]: the dashboard, `/metrics`, `/status.xml` and `/healthz` (`--http`).
 //! * [`store`]: the durable state in SQLite; [`verify`]: the claim-checking thread;
 //!   [`connection`]: one connection's buffers; [`local`]: the `--local` computes;
 //!   [`log_output`]: the log's stderr writer.
@@ -33,10 +34,12 @@ use token::load_or_create_token;
 use verify::Verifier;
 
 pub use error::ServerError;
+pub use http::{HttpListen, DEFAULT_HTTP};
 
 mod connection;
 mod error;
 mod events;
+mod http;
 mod jobs;
 mod listener;
 mod local;
@@ -74,6 +77,8 @@ pub struct Config {
     pub lease_floor: Duration,
     /// Where the event log goes (`-`: standard output); `None`: nowhere.
     pub events: Option<PathBuf>,
+    /// Where the dashboard and /metrics are served (`--http`).
+    pub http: HttpListen,
 }
 
 /// A message for another connection than the one being handled: a job to a compute's control
@@ -249,6 +254,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     );
     events.flush();
     let next_job = store.next_job_id()?;
+    let http = http::Http::open(config.http, store.path())?;
     let mut local = LocalComputes::start(config.local_computes, address, &token_path)?;
     let grace = config.shutdown_grace;
 
@@ -268,7 +274,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         next_job,
         outgoing: Vec::new(),
     };
-    let mut server = Server::new(sockets, core);
+    let mut server = Server::new(sockets, core, http);
     let outcome = server.run();
     server.close_everything();
     local.stop(grace);

@@ -19,6 +19,7 @@ use xmlwire::{Limits, XmlStr};
 
 use super::connection::{Connection, ReadOutcome, Role};
 use super::error::{setup, ServerError};
+use super::http::Http;
 use super::listener::Listener;
 use super::session::{shutdown_message, Sender};
 use super::{After, Core};
@@ -141,10 +142,12 @@ pub(super) struct Server {
     dirty: Vec<usize>,
     next_sweep: Instant,
     core: Core,
+    /// The dashboard and /metrics (`--http`).
+    http: Http,
 }
 
 impl Server {
-    pub(super) fn new(sockets: Sockets, core: Core) -> Server {
+    pub(super) fn new(sockets: Sockets, core: Core, mut http: Http) -> Server {
         // Logged once the state is open, so a start that fails says only why.
         let max_connections = sockets.max_connections;
         log::info!(
@@ -160,6 +163,7 @@ impl Server {
                 log::info!("{shortfall}");
             }
         }
+        http.register(sockets.poll.registry());
         Server {
             poll: sockets.poll,
             listener: sockets.listener,
@@ -171,6 +175,7 @@ impl Server {
             dirty: Vec::new(),
             next_sweep: Instant::now() + SWEEP_INTERVAL,
             core,
+            http,
         }
     }
 
@@ -196,6 +201,12 @@ impl Server {
                     LISTENER => self.accept(),
                     SIGNALS => self.drain_signals(),
                     WAKER => self.core.collect_verdicts(),
+                    token if self.http.owns(token) => self.http.event(
+                        self.poll.registry(),
+                        event,
+                        &self.core,
+                        self.connections.len(),
+                    ),
                     Token(key) => self.connection_event(key, event),
                 }
             }
@@ -205,6 +216,7 @@ impl Server {
                 return Err(error);
             }
             self.remove_closed();
+            self.http.tick(self.poll.registry(), &self.core);
             if self.finished() {
                 return Ok(());
             }
@@ -314,9 +326,15 @@ impl Server {
         if connection.closed {
             return;
         }
-        if event.is_writable() && !connection.flush(self.poll.registry(), Token(key)) {
-            self.close(key, "write failed");
-            return;
+        if event.is_writable() {
+            let pending = connection.pending_output();
+            let flushed = connection.flush(self.poll.registry(), Token(key));
+            self.http.telemetry.protocol_sent_bytes +=
+                pending.saturating_sub(connection.pending_output()) as u64;
+            if !flushed {
+                self.close(key, "write failed");
+                return;
+            }
         }
         if !(event.is_readable() || event.is_read_closed() || event.is_error()) {
             return;
@@ -324,7 +342,13 @@ impl Server {
         let peer_closed = event.is_read_closed() || event.is_error();
         loop {
             let outcome = match self.connections.get_mut(key) {
-                Some(connection) => connection.read_available(peer_closed),
+                Some(connection) => {
+                    let before = connection.reader.stream_len();
+                    let outcome = connection.read_available(peer_closed);
+                    self.http.telemetry.protocol_received_bytes +=
+                        connection.reader.stream_len() - before;
+                    outcome
+                }
                 None => return,
             };
             self.take_messages(key);
@@ -441,7 +465,12 @@ impl Server {
         // Closing a connection can queue messages for others (a job given back goes to another
         // compute, or its report is told): loop until nothing is left to flush.
         loop {
+            let writes = self.core.store.has_changes();
+            let started = Instant::now();
             self.core.store.commit()?;
+            if writes {
+                self.http.telemetry.commit_took(started.elapsed());
+            }
             // Events go out before the replies that depend on them: a test that saw an ack
             // finds its result in the event log.
             self.core.events.flush();
@@ -501,7 +530,11 @@ impl Server {
         if connection.closed {
             return;
         }
-        if !connection.flush(self.poll.registry(), Token(key)) {
+        let pending = connection.pending_output();
+        let flushed = connection.flush(self.poll.registry(), Token(key));
+        self.http.telemetry.protocol_sent_bytes +=
+            pending.saturating_sub(connection.pending_output()) as u64;
+        if !flushed {
             self.close(key, "write failed");
         } else if connection.pending_output() > MAX_PENDING_OUTPUT {
             self.close(key, "it does not read its replies");

@@ -502,6 +502,11 @@ impl Store {
             .map_err(sql_error("cannot write the state", &self.path))
     }
 
+    /// Whether the iteration changed anything (a commit will write).
+    pub fn has_changes(&self) -> bool {
+        self.in_transaction
+    }
+
     /// Commits the iteration's changes, durably. Until this returns Ok, no reply that depends on
     /// them may be sent.
     pub fn commit(&mut self) -> StoreResult<()> {
