@@ -387,6 +387,10 @@ impl Manage {
         let state_arg = state.to_str().expect("temporary paths are UTF-8");
         // The event log on stdout: what the tests follow (see cluster::parse_events).
         let mut args = vec!["--listen", listen, "--state", state_arg, "--events", "-"];
+        // The dashboard only where a test asks for it: parallel tests would race for its port.
+        if !extra.contains(&"--http") {
+            args.extend_from_slice(&["--http", "off"]);
+        }
         args.extend_from_slice(extra);
         let debug_log = |c: &mut Command| {
             c.env("RUST_LOG", "debug");
