@@ -39,6 +39,7 @@ fn job_mounts_of(compute: &Process) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_20000_deep_directory_tree_is_dropped_without_a_walk() {
     if !can_run_jobs() {
         return;
@@ -71,6 +72,7 @@ int main(void) {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn two_jobs_cannot_see_or_swap_each_others_directories() {
     if !can_run_jobs() {
         return;
@@ -130,6 +132,7 @@ print('foreign', len(found), sorted(set(found))[:5])
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_job_cannot_register_as_a_compute() {
     if !can_run_jobs() {
         return;
@@ -161,6 +164,7 @@ except OSError as e:
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_job_cannot_read_another_jobs_source_or_input() {
     if !can_run_jobs() {
         return;
@@ -217,6 +221,7 @@ print('hits', len(hits), sorted(hits)[:5])
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_job_cannot_kill_or_trace_another_job() {
     if !can_run_jobs() {
         return;
@@ -273,6 +278,7 @@ int main(void) {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_job_reaches_no_network_not_even_loopback() {
     if !can_run_jobs() {
         return;
@@ -317,6 +323,7 @@ print('unix', b.recv(1))
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn nothing_of_a_job_is_left_in_tmp_var_tmp_or_dev_shm() {
     if !can_run_jobs() {
         return;
@@ -360,6 +367,7 @@ fn nothing_of_a_job_is_left_in_tmp_var_tmp_or_dev_shm() {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn memory_is_limited_across_all_processes_of_a_job() {
     if !can_run_jobs() {
         return;
@@ -410,6 +418,7 @@ int main(void) {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn filling_the_disk_is_enospc_to_the_job_alone() {
     if !can_run_jobs() {
         return;
@@ -445,6 +454,7 @@ except OSError as e:
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_fork_bomb_is_contained() {
     if !can_run_jobs() {
         return;
@@ -475,6 +485,7 @@ fn a_fork_bomb_is_contained() {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_daemon_does_not_outlive_its_job() {
     if !can_run_jobs() {
         return;
@@ -514,6 +525,7 @@ int main(void) {{
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_compile_error_cannot_print_the_hosts_etc_passwd() {
     if !can_run_jobs() {
         return;
@@ -553,6 +565,7 @@ fn a_compile_error_cannot_print_the_hosts_etc_passwd() {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn the_search_keeps_its_speed_while_a_job_spins_16_threads() {
     if !can_run_jobs() {
         return;
@@ -600,6 +613,7 @@ int main(void) {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_job_with_the_wrong_token_is_refused() {
     if !can_run_jobs() {
         return;

@@ -93,6 +93,7 @@ fn assert_search_goes_on(manage: &Manage) {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn programs_in_each_language_run_and_pass_their_output_and_exit_code_on() {
     let Some((manage, _computes)) = cluster(1) else {
         return;
@@ -183,6 +184,7 @@ fn programs_in_each_language_run_and_pass_their_output_and_exit_code_on() {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn limits_are_contained_and_the_search_goes_on() {
     let Some((manage, _computes)) = cluster(1) else {
         return;
@@ -217,6 +219,7 @@ fn limits_are_contained_and_the_search_goes_on() {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn round_robin_alternates_between_two_computes() {
     let Some((manage, _computes)) = cluster(2) else {
         return;
@@ -235,6 +238,7 @@ fn round_robin_alternates_between_two_computes() {
 }
 
 #[test]
+#[cfg_attr(not(sigma_root), ignore = "needs root: the job sandbox")]
 fn a_compute_killed_mid_job_fails_over_or_fails_cleanly() {
     let Some((manage, computes)) = cluster(2) else {
         return;
