@@ -40,8 +40,10 @@ struct Cli {
     /// Redraw the view every SECONDS (default 2) until Ctrl-C.
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
     watch: Option<f64>,
-    /// manage's token, for -k and run [default: $SIGMA_TOKEN_FILE, else ./sigma-state/token,
-    /// where a manage started in this folder keeps it].
+    /// The token to prove: for -k the cluster token [default: $SIGMA_TOKEN_FILE, else
+    /// ./sigma-state/token]; for run the submission token, or the cluster token [default:
+    /// $SIGMA_SUBMIT_TOKEN_FILE, else ./sigma-state/submit-token] (a manage started in this
+    /// folder keeps both there).
     #[arg(long, value_name = "FILE", global = true)]
     token_file: Option<PathBuf>,
 }
@@ -119,7 +121,7 @@ impl fmt::Display for ReportError {
             ReportError::Link(e) => e.fmt(f),
             ReportError::Token(e) => write!(
                 f,
-                "manage asks for its token: {e} (give --token-file, a copy of the token file in manage's state folder)"
+                "manage asks for its token: {e} (give --token-file: a copy of `token`, or of `submit-token` for run, from manage's state folder)"
             ),
             ReportError::Refused(code, text) => write!(f, "manage answered: {code}: {text}"),
             ReportError::Unexpected(name) => {
@@ -284,26 +286,22 @@ fn submit(
         .encode(&mut out);
         Ok(out)
     };
-    link.send_raw(&make(None)?)?;
-    let mut answered = false;
-    loop {
-        let step = link.receive(|_, message| match message {
-            Message::Challenge(challenge) => Ok(Err(challenge.nonce.as_str().to_string())),
-            Message::JobResult(result) => Ok(Ok(show_result(&result))),
-            other => Err(unexpected(&other)),
-        })??;
-        match step {
-            Ok(code) => return Ok(code),
-            Err(_) if answered => return Err(ReportError::ChallengedAgain),
-            Err(nonce) => {
-                let mac = answer_challenge(token_file, &nonce)?;
-                let mac = protocol::Hex::new(&mac)
-                    .ok_or(ReportError::Malformed("a MAC that is not hex"))?;
-                link.send_raw(&make(Some(mac))?)?;
-                answered = true;
-            }
-        }
-    }
+    // Prove the token first, so the source goes over the wire once: ask for a nonce, then
+    // send the run with its answer.
+    link.send(&Message::ChallengeRequest)?;
+    let nonce = link.receive(|_, message| match message {
+        Message::Challenge(challenge) => Ok(challenge.nonce.as_str().to_string()),
+        other => Err(unexpected(&other)),
+    })??;
+    let path = submit_token_path(token_file);
+    let mac = answer_challenge(&path, &nonce)?;
+    let mac = protocol::Hex::new(&mac).ok_or(ReportError::Malformed("a MAC that is not hex"))?;
+    link.send_raw(&make(Some(mac))?)?;
+    link.receive(|_, message| match message {
+        Message::Challenge(_) => Err(ReportError::ChallengedAgain),
+        Message::JobResult(result) => Ok(show_result(&result)),
+        other => Err(unexpected(&other)),
+    })?
 }
 
 /// Prints a job's output and says how it ended; returns report's exit code.
@@ -381,8 +379,8 @@ fn show_result(result: &protocol::JobResult<'_>) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The token file to use: the one given, else `$SIGMA_TOKEN_FILE`, else the default state
-/// folder of a manage started in this folder.
+/// The cluster token's file, for -k: the one given, else `$SIGMA_TOKEN_FILE`, else the
+/// default state folder of a manage started in this folder.
 fn token_path(given: Option<&std::path::Path>) -> PathBuf {
     given
         .map(PathBuf::from)
@@ -390,13 +388,18 @@ fn token_path(given: Option<&std::path::Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("sigma-state/token"))
 }
 
-/// The answer to manage's challenge `nonce`, with the token in the token file.
-fn answer_challenge(
-    token_file: Option<&std::path::Path>,
-    nonce: &str,
-) -> Result<String, ReportError> {
-    let path = token_path(token_file);
-    let token = token::read(&path).map_err(ReportError::Token)?.token;
+/// The submission token's file, for run: the one given, else `$SIGMA_SUBMIT_TOKEN_FILE`, else
+/// the default state folder of a manage started in this folder.
+fn submit_token_path(given: Option<&std::path::Path>) -> PathBuf {
+    given
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("SIGMA_SUBMIT_TOKEN_FILE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("sigma-state/submit-token"))
+}
+
+/// The answer to manage's challenge `nonce`, with the token in the file `path`.
+fn answer_challenge(path: &std::path::Path, nonce: &str) -> Result<String, ReportError> {
+    let token = token::read(path).map_err(ReportError::Token)?.token;
     token::answer(&token, nonce).ok_or(ReportError::Malformed(
         "manage sent a nonce that is not hex",
     ))
@@ -423,7 +426,7 @@ fn kill(
     let Some(nonce) = nonce else {
         return Ok(());
     };
-    let mac = answer_challenge(token_file, &nonce)?;
+    let mac = answer_challenge(&token_path(token_file), &nonce)?;
     let mac = protocol::Hex::new(&mac).ok_or(ReportError::Malformed("a MAC that is not hex"))?;
     link.send(&Message::Kill(protocol::Kill { mac: Some(mac) }))?;
     link.receive(|_, message| match message {

@@ -103,7 +103,7 @@ impl JobCluster {
     /// Starts `report run FILE EXTRA…` without waiting for it.
     pub fn submit(&self, source: &Source, extra: &[&str]) -> Process {
         let address = self.manage.address_arg();
-        let token = self.manage.token_file();
+        let token = self.manage.submit_token_file();
         let mut args = vec![
             address.as_str(),
             "--token-file",

@@ -408,6 +408,31 @@ impl Manage {
         self.state.path().join("token")
     }
 
+    /// The job-submission token manage made beside the cluster token (`report run` only).
+    pub fn submit_token_file(&self) -> PathBuf {
+        self.state.path().join("submit-token")
+    }
+
+    /// Runs `report --token-file SUBMIT-TOKEN run FILE EXTRA…` against this manage and waits
+    /// (bounded) for it.
+    pub fn report_run(
+        &self,
+        file: &Path,
+        extra: &[&str],
+    ) -> (ExitStatus, Vec<String>, Vec<String>) {
+        let address = self.address_arg();
+        let token = self.submit_token_file();
+        let token = token.to_str().expect("temporary paths are UTF-8");
+        let file = file.to_str().expect("temporary paths are UTF-8");
+        let mut args = vec![address.as_str(), "--token-file", token, "run", file];
+        args.extend_from_slice(extra);
+        let mut report = Process::spawn_in(self.report_netns(), "report", &args, |_| {}, true);
+        let status = report
+            .wait_exit(Duration::from_secs(220))
+            .expect("report run finishes within 220 s");
+        (status, report.stdout_lines(), report.stderr_lines())
+    }
+
     /// The address as `HOST:PORT`, for compute and report.
     pub fn address_arg(&self) -> String {
         self.address.to_string()

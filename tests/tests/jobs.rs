@@ -59,10 +59,7 @@ fn source(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn run(manage: &Manage, file: &Path, extra: &[&str]) -> (ExitStatus, Vec<String>, Vec<String>) {
-    let file = file.to_str().expect("temporary paths are UTF-8");
-    let mut args = vec!["run", file];
-    args.extend_from_slice(extra);
-    manage.report(&args)
+    manage.report_run(file, extra)
 }
 
 fn joined(lines: &[String]) -> String {
@@ -362,4 +359,117 @@ fn a_wrong_token_is_refused_and_no_compute_means_busy() {
     assert_ne!(status.code(), Some(0));
     let err = joined(&report.stderr_lines());
     assert!(err.contains("unauthorized"), "{err}");
+}
+
+#[test]
+fn the_submission_token_submits_jobs_and_nothing_else() {
+    let manage = Manage::start(&[]);
+    let submit = std::fs::read_to_string(manage.submit_token_file()).expect("a submission token");
+    let cluster = std::fs::read_to_string(manage.token_file()).expect("a cluster token");
+    assert_ne!(submit.trim(), cluster.trim(), "two rights, two tokens");
+    let mode = std::fs::metadata(manage.submit_token_file())
+        .expect("the submission token's file")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    // It passes the gate of run: with no compute accepting jobs, the answer is busy, which
+    // manage only gives past the token check.
+    let (_d, hello) = source("hi.py", "print('hi')\n");
+    let (status, _, err) = run(&manage, &hello, &[]);
+    assert_ne!(status.code(), Some(0));
+    assert!(joined(&err).contains("busy"), "{err:?}");
+
+    // It is no off switch: -k with it is refused and the cluster carries on.
+    let address = manage.address_arg();
+    let submit_path = manage.submit_token_file();
+    let mut kill = Process::start(
+        "report",
+        &[
+            &address,
+            "--token-file",
+            submit_path.to_str().unwrap(),
+            "-k",
+        ],
+    );
+    let status = kill
+        .wait_exit(Duration::from_secs(20))
+        .expect("report -k finishes");
+    assert_eq!(status.code(), Some(1));
+    let err = joined(&kill.stderr_lines());
+    assert!(err.contains("unauthorized"), "{err}");
+    let (status, out, _) = manage.report(&[]);
+    assert!(status.success(), "manage went down after a refused kill");
+    assert!(!out.is_empty());
+    // The cluster token still stops it.
+    let (status, out, err) = manage.report(&["-k"]);
+    assert!(status.success(), "{out:?} {err:?}");
+}
+
+#[test]
+fn report_proves_its_token_before_it_sends_the_source_once() {
+    use std::io::{Read, Write};
+    // A stand-in for manage that records what report sends: it answers the challenge request
+    // with a nonce and the run with an error, then reads until report hangs up.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let fake = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("report connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut seen = Vec::new();
+        // Reads into `seen` until it holds `end`; false when report hung up first.
+        let read_until = |stream: &mut std::net::TcpStream, seen: &mut Vec<u8>, end: &[u8]| {
+            let mut chunk = [0u8; 65536];
+            while !seen.windows(end.len()).any(|w| w == end) {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                }
+            }
+            true
+        };
+        assert!(read_until(&mut stream, &mut seen, b"<challenge-request/>"));
+        stream
+            .write_all(b"<challenge nonce=\"00112233445566778899aabbccddeeff\"/>")
+            .expect("send the challenge");
+        read_until(&mut stream, &mut seen, b"</run>");
+        stream
+            .write_all(b"<error code=\"unauthorized\" message=\"test\"/>")
+            .expect("send the refusal");
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        seen.extend_from_slice(&rest);
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let (_d, hello) = source("hi.py", "print('hi')\n");
+    let (_t, token) = source("submit-token", &"ab".repeat(32));
+    let mut report = Process::start(
+        "report",
+        &[
+            &address,
+            "--token-file",
+            token.to_str().unwrap(),
+            "run",
+            hello.to_str().unwrap(),
+        ],
+    );
+    let status = report
+        .wait_exit(Duration::from_secs(20))
+        .expect("report finishes");
+    assert_eq!(status.code(), Some(1));
+    let sent = fake.join().expect("the stand-in manage");
+    assert!(sent.starts_with("<challenge-request/>"), "{sent}");
+    assert_eq!(
+        sent.matches("<run ").count(),
+        1,
+        "the source went twice: {sent}"
+    );
+    assert!(
+        sent.contains(" mac=\""),
+        "the run carries no answer: {sent}"
+    );
 }

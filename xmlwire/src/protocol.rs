@@ -86,6 +86,9 @@ pub enum Message<'a> {
     Status(Status<'a>),
     /// `<kill>`: report → manage, stop everything.
     Kill(Kill<'a>),
+    /// `<challenge-request/>`: report → manage, asking for a nonce to prove a token with
+    /// before it sends a request (so a `<run>`'s source is sent once).
+    ChallengeRequest,
     /// `<challenge>`: manage → report, a nonce to answer.
     Challenge(Challenge<'a>),
     /// `<stopping>`: manage → report, the answer to kill.
@@ -118,6 +121,7 @@ impl Message<'_> {
             Message::StatusRequest => "status-request",
             Message::Status(_) => "status",
             Message::Kill(_) => "kill",
+            Message::ChallengeRequest => "challenge-request",
             Message::Challenge(_) => "challenge",
             Message::Stopping(_) => "stopping",
             Message::Run(_) => "run",
@@ -158,6 +162,9 @@ impl Message<'_> {
             }
             Message::Status(m) => m.encode(w),
             Message::Kill(m) => m.encode(w),
+            Message::ChallengeRequest => {
+                w.open("challenge-request").end_empty();
+            }
             Message::Challenge(m) => m.encode(w),
             Message::Stopping(m) => m.encode(w),
             Message::Run(m) => m.encode(w),
@@ -191,6 +198,7 @@ impl Message<'_> {
             | Message::Heartbeat
             | Message::StatusRequest
             | Message::Kill(_)
+            | Message::ChallengeRequest
             | Message::Challenge(_)
             | Message::Stopping(_) => Ok(()),
         }
@@ -238,6 +246,11 @@ pub fn decode<'a>(frame: &Frame<'a>) -> Result<Message<'a>, DecodeError> {
         }
         "status" => Message::Status(Status::decode(&mut cur, &tag)?),
         "kill" => Message::Kill(Kill::decode(&mut cur, &tag)?),
+        "challenge-request" => {
+            cur.attrs(&tag, &[], true)?;
+            cur.no_content(&tag, "challenge-request")?;
+            Message::ChallengeRequest
+        }
         "challenge" => Message::Challenge(Challenge::decode(&mut cur, &tag)?),
         "stopping" => Message::Stopping(Stopping::decode(&mut cur, &tag)?),
         "run" => Message::Run(Run::decode(&mut cur, &tag)?),

@@ -223,6 +223,7 @@ fn golden() -> Vec<(Message<'static>, &'static str)> {
             r#"<job-result id="6" status="signal" signal="11" cpu-ms="0" wall-ms="0" peak-kb="0" message="segfault"/>"#,
         ),
         (Message::StatusRequest, "<status-request/>"),
+        (Message::ChallengeRequest, "<challenge-request/>"),
         (
             Message::Status(Status {
                 tested: 40000000,
@@ -1250,6 +1251,7 @@ fn message() -> impl Strategy<Value = Message<'static>> {
         (number(), program()).prop_map(|(id, program)| Message::Job(Job { id, program })),
         job_result().prop_map(Message::JobResult),
         Just(Message::StatusRequest),
+        Just(Message::ChallengeRequest),
         status().prop_map(Message::Status),
         prop::option::of(hex_token()).prop_map(|mac| Message::Kill(Kill { mac })),
         hex_token().prop_map(|nonce| Message::Challenge(Challenge { nonce })),

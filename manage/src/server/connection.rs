@@ -23,13 +23,36 @@ pub enum Role {
     Report,
 }
 
+/// A right a report's request needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Right {
+    /// Submit a job (`<run>`): the submission token or the cluster token.
+    Submit,
+    /// Shut the cluster down (`<kill>`): the cluster token only.
+    Cluster,
+}
+
 /// What this connection proved, and the nonce it must answer next.
 #[derive(Debug, Default)]
 pub struct AuthState {
     /// The last nonce sent and not yet answered (a welcome's or a challenge's).
     pub nonce: Option<String>,
-    /// The connection answered a nonce correctly (or no proof is asked of it).
+    /// The connection answered a nonce with the cluster token (or no proof is asked of it, for
+    /// a compute): it may work, or, as a report, shut the cluster down and submit jobs.
     pub authorized: bool,
+    /// The connection answered a nonce with the submission token (or the cluster token): it may
+    /// submit jobs, and nothing else.
+    pub may_submit: bool,
+}
+
+impl AuthState {
+    /// Whether the connection proved `right`.
+    pub fn holds(&self, right: Right) -> bool {
+        match right {
+            Right::Submit => self.may_submit,
+            Right::Cluster => self.authorized,
+        }
+    }
 }
 
 /// What reading did.

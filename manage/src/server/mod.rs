@@ -156,6 +156,8 @@ struct Core {
     store: Store,
     /// The shared secret privileged requests prove they hold.
     token: String,
+    /// The job-submission token: it proves the right to `<run>`, and nothing else.
+    submit_token: String,
     /// The event log (`--events`).
     events: EventLog,
     /// The first store error: manage stops without sending the replies that depended on it.
@@ -182,6 +184,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         .clone()
         .unwrap_or_else(|| config.state_dir.join("token"));
     let token = load_or_create_token(&token_path, config.token_file.is_none())?;
+    // The right to submit jobs is a token of its own, so the portal can be given without the
+    // off switch; it always lives in the state folder, beside the state it guards.
+    let submit_token_path = config.state_dir.join("submit-token");
+    let submit_token = load_or_create_token(&submit_token_path, true)?;
+    log::info!(
+        "submission token (report run only) in {}",
+        submit_token_path.display()
+    );
     log::info!(
         "token in {}{}",
         token_path.display(),
@@ -268,6 +278,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         store,
         events,
         token,
+        submit_token,
         store_failure: None,
         jobs: Jobs::new(JobsConfig::default(), random_seed()),
         job_messages: HashMap::new(),

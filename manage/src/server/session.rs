@@ -12,7 +12,7 @@ use xmlwire::protocol::{
 };
 use xmlwire::{auth, XmlStr};
 
-use super::connection::{AuthState, Role};
+use super::connection::{AuthState, Right, Role};
 use super::events::Event;
 use super::store::{JoinedCompute, StoreError};
 use super::{After, Core, Links};
@@ -130,9 +130,14 @@ impl Core {
                 .encode(outbox);
                 After::Close
             }
+            (Role::Unknown | Role::Report, Message::ChallengeRequest) => {
+                *role = Role::Report;
+                self.challenge(auth, outbox);
+                After::Continue
+            }
             (Role::Unknown | Role::Report, Message::Auth(answer)) => {
                 *role = Role::Report;
-                if self.check_answer(auth, Some(answer.mac)) {
+                if self.prove_report(auth, Some(answer.mac)) {
                     After::Continue
                 } else {
                     log::warn!("report at {peer} failed authentication; closing");
@@ -184,7 +189,8 @@ impl Core {
             }
             (Role::Unknown | Role::Report, Message::Kill(kill)) => {
                 *role = Role::Report;
-                if let Some(refusal) = self.privileged(auth, kill.mac, outbox, peer, "kill") {
+                if let Some(refusal) = self.privileged(auth, kill.mac, outbox, peer, Right::Cluster)
+                {
                     return refusal;
                 }
                 let computes = self.links.len() as u64;
@@ -194,7 +200,7 @@ impl Core {
             }
             (Role::Unknown | Role::Report, Message::Run(run)) => {
                 *role = Role::Report;
-                if let Some(refusal) = self.privileged(auth, run.mac, outbox, peer, "run") {
+                if let Some(refusal) = self.privileged(auth, run.mac, outbox, peer, Right::Submit) {
                     return refusal;
                 }
                 self.run(key, peer, outbox, run, now_ms)
@@ -234,33 +240,69 @@ impl Core {
         proven
     }
 
-    /// The gate of a privileged request: `None` lets it through; otherwise the reply is queued
-    /// (a challenge, or a refusal) and the request goes no further.
+    /// Whether a report's `mac` answers the nonce pending on its connection (which it uses
+    /// up) with the cluster token (every right) or the submission token (submitting only).
+    fn prove_report(&self, auth: &mut AuthState, mac: Option<Hex<'_>>) -> bool {
+        let (Some(nonce), Some(mac)) = (auth.nonce.take(), mac) else {
+            return false;
+        };
+        let Some(nonce) = Hex::new(&nonce) else {
+            return false;
+        };
+        if auth::verify(&self.token, nonce, mac) {
+            auth.authorized = true;
+            auth.may_submit = true;
+            true
+        } else if auth::verify(&self.submit_token, nonce, mac) {
+            auth.may_submit = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Queues a `<challenge>` with a fresh nonce, the one the connection must answer next.
+    fn challenge(&self, auth: &mut AuthState, outbox: &mut Vec<u8>) {
+        let nonce = random_hex();
+        Message::Challenge(Challenge {
+            nonce: Hex::new(&nonce).unwrap_or_else(unreachable_hex),
+        })
+        .encode(outbox);
+        auth.nonce = Some(nonce);
+    }
+
+    /// The gate of a report's request that needs `right`: `None` lets it through; otherwise
+    /// the reply is queued (a challenge, or a refusal) and the request goes no further.
     pub(super) fn privileged(
         &self,
         auth: &mut AuthState,
         mac: Option<Hex<'_>>,
         outbox: &mut Vec<u8>,
         peer: SocketAddr,
-        what: &str,
+        right: Right,
     ) -> Option<After> {
-        if auth.authorized {
+        if auth.holds(right) {
             return None;
         }
-        if mac.is_none() {
-            let nonce = random_hex();
-            Message::Challenge(Challenge {
-                nonce: Hex::new(&nonce).unwrap_or_else(unreachable_hex),
-            })
-            .encode(outbox);
-            auth.nonce = Some(nonce);
+        let proven_before = auth.may_submit;
+        if mac.is_none() && !proven_before {
+            self.challenge(auth, outbox);
             return Some(After::Continue);
         }
-        if self.check_answer(auth, mac) {
+        if mac.is_some() && self.prove_report(auth, mac) && auth.holds(right) {
             return None;
         }
-        log::warn!("{what} from {peer} refused: wrong answer to the challenge");
-        error_reply(ErrorCode::Unauthorized, "wrong answer to the challenge").encode(outbox);
+        let what = match right {
+            Right::Submit => "run",
+            Right::Cluster => "kill",
+        };
+        let why = if auth.may_submit {
+            "the submission token gives no other right"
+        } else {
+            "wrong answer to the challenge"
+        };
+        log::warn!("{what} from {peer} refused: {why}");
+        error_reply(ErrorCode::Unauthorized, why).encode(outbox);
         Some(After::Close)
     }
 
