@@ -79,6 +79,21 @@ impl Source {
     }
 }
 
+/// Waits (bounded) until `count` computes said on their control connection that they accept
+/// jobs (manage's `accepts-jobs` events); panics otherwise.
+pub fn wait_for_job_computes(manage: &Manage, count: usize) {
+    let joined = eventually(JOIN, || {
+        manage
+            .process
+            .stdout_lines()
+            .iter()
+            .filter(|line| event_fields(line).is_some_and(|(name, _)| name == "accepts-jobs"))
+            .count()
+            >= count
+    });
+    assert!(joined, "{count} computes did not announce accept-jobs");
+}
+
 impl JobCluster {
     /// A manage searching from [`START`] and `count` computes with `--accept-jobs` and
     /// `compute_args`, all joined.
@@ -87,16 +102,7 @@ impl JobCluster {
         let mut args = vec!["--accept-jobs"];
         args.extend_from_slice(compute_args);
         let computes: Vec<Process> = (0..count).map(|_| manage.start_compute(&args)).collect();
-        let joined = eventually(JOIN, || {
-            manage
-                .process
-                .stdout_lines()
-                .iter()
-                .filter(|line| event_fields(line).is_some_and(|(name, _)| name == "accepts-jobs"))
-                .count()
-                >= count
-        });
-        assert!(joined, "{count} computes did not announce accept-jobs");
+        wait_for_job_computes(&manage, count);
         JobCluster { manage, computes }
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use sigma_tests::cluster::{event_fields, field};
-use sigma_tests::jobs::can_run_jobs;
+use sigma_tests::jobs::{can_run_jobs, wait_for_job_computes};
 use sigma_tests::{eventually, Manage, Process, SIGKILL};
 
 /// A compute measures its timing loop before it joins; on a loaded machine that takes a while.
@@ -37,16 +37,7 @@ fn cluster(count: usize) -> Option<(Manage, Vec<Process>)> {
     let computes: Vec<Process> = (0..count)
         .map(|_| manage.start_compute(&["--threads", "1", "--accept-jobs"]))
         .collect();
-    let joined = eventually(JOIN, || {
-        manage
-            .process
-            .stdout_lines()
-            .iter()
-            .filter(|line| event_fields(line).is_some_and(|(name, _)| name == "accepts-jobs"))
-            .count()
-            >= count
-    });
-    assert!(joined, "{count} computes did not announce accept-jobs");
+    wait_for_job_computes(&manage, count);
     Some((manage, computes))
 }
 
@@ -342,23 +333,25 @@ fn a_wrong_token_is_refused_and_no_compute_means_busy() {
     assert!(joined(&err).contains("busy"), "{err:?}");
 
     let (_t, wrong) = source("token", &"ab".repeat(32));
-    let address = manage.address_arg();
-    let mut report = Process::start(
-        "report",
-        &[
-            &address,
-            "--token-file",
-            wrong.to_str().unwrap(),
-            "run",
-            hello.to_str().unwrap(),
-        ],
-    );
+    let (status, err) = report_with_token(&manage.address_arg(), &wrong, &["run", utf8(&hello)]);
+    assert_ne!(status.code(), Some(0));
+    assert!(err.contains("unauthorized"), "{err}");
+}
+
+fn utf8(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// Runs `report ADDRESS --token-file TOKEN ARGS…` and waits (bounded) for it: its exit status
+/// and its stderr.
+fn report_with_token(address: &str, token: &Path, args: &[&str]) -> (ExitStatus, String) {
+    let mut all = vec![address, "--token-file", utf8(token)];
+    all.extend_from_slice(args);
+    let mut report = Process::start("report", &all);
     let status = report
         .wait_exit(Duration::from_secs(20))
         .expect("report finishes");
-    assert_ne!(status.code(), Some(0));
-    let err = joined(&report.stderr_lines());
-    assert!(err.contains("unauthorized"), "{err}");
+    (status, joined(&report.stderr_lines()))
 }
 
 #[test]
@@ -383,22 +376,9 @@ fn the_submission_token_submits_jobs_and_nothing_else() {
     assert!(joined(&err).contains("busy"), "{err:?}");
 
     // It is no off switch: -k with it is refused and the cluster carries on.
-    let address = manage.address_arg();
-    let submit_path = manage.submit_token_file();
-    let mut kill = Process::start(
-        "report",
-        &[
-            &address,
-            "--token-file",
-            submit_path.to_str().unwrap(),
-            "-k",
-        ],
-    );
-    let status = kill
-        .wait_exit(Duration::from_secs(20))
-        .expect("report -k finishes");
+    let (status, err) =
+        report_with_token(&manage.address_arg(), &manage.submit_token_file(), &["-k"]);
     assert_eq!(status.code(), Some(1));
-    let err = joined(&kill.stderr_lines());
     assert!(err.contains("unauthorized"), "{err}");
     let (status, out, _) = manage.report(&[]);
     assert!(status.success(), "manage went down after a refused kill");
@@ -447,19 +427,7 @@ fn report_proves_its_token_before_it_sends_the_source_once() {
     });
     let (_d, hello) = source("hi.py", "print('hi')\n");
     let (_t, token) = source("submit-token", &"ab".repeat(32));
-    let mut report = Process::start(
-        "report",
-        &[
-            &address,
-            "--token-file",
-            token.to_str().unwrap(),
-            "run",
-            hello.to_str().unwrap(),
-        ],
-    );
-    let status = report
-        .wait_exit(Duration::from_secs(20))
-        .expect("report finishes");
+    let (status, _) = report_with_token(&address, &token, &["run", utf8(&hello)]);
     assert_eq!(status.code(), Some(1));
     let sent = fake.join().expect("the stand-in manage");
     assert!(sent.starts_with("<challenge-request/>"), "{sent}");
