@@ -148,13 +148,18 @@ fn cards(out: &mut String, view: &StatusView<sigma_kernel::Algorithm>) {
         "perfect numbers",
     );
     // Progress only where the search has an end worth measuring against: the default end,
-    // u64's last number, would always read 0%. No ETA: the status carries none yet.
+    // u64's last number, would always read 0%. The ETA is the rest at the current rate (each
+    // number costs a little more than the last, so it is a lower bound).
     let progress = if view.done {
         "done".to_string()
     } else if view.until < u64::MAX - 1 && view.size > 0 {
+        let left = view.size.saturating_sub(view.tested);
         format!(
-            "{:.1}%",
-            100.0 * (view.tested as f64) / (view.size as f64).max(1.0)
+            "{:.1}%{}",
+            100.0 * (view.tested as f64) / (view.size as f64).max(1.0),
+            eta(left, view.numbers_per_sec)
+                .map(|eta| format!(", ETA {eta}"))
+                .unwrap_or_default()
         )
     } else {
         "open-ended".to_string()
@@ -216,10 +221,13 @@ fn computes(out: &mut String, view: &StatusView<sigma_kernel::Algorithm>) {
     for c in &view.computes {
         let lease = match &c.lease {
             Some(l) => format!(
-                "[{}, {}) {:.0}%",
+                "[{}, {}) {:.0}%{}",
                 grouped(l.lo),
                 grouped(l.hi),
-                100.0 * l.done.saturating_sub(l.lo) as f64 / (l.hi - l.lo).max(1) as f64
+                100.0 * l.done.saturating_sub(l.lo) as f64 / (l.hi - l.lo).max(1) as f64,
+                eta(l.hi.saturating_sub(l.done.max(l.lo)), c.numbers_per_sec)
+                    .map(|eta| format!(", {eta} left"))
+                    .unwrap_or_default()
             ),
             None => "-".to_string(),
         };
@@ -399,6 +407,25 @@ fn civil_date(days: i64) -> (i64, u32, u32) {
 }
 
 /// "HH:MM:SS" of a Unix time in milliseconds, in UTC.
+/// How long `left` numbers take at `rate` a second, rounded for people ("2 h 05 min",
+/// "4 min 10 s", "12 s"); None without a rate to go by.
+fn eta(left: u64, rate: f64) -> Option<String> {
+    if !(rate.is_finite() && rate >= 1.0) {
+        return None;
+    }
+    let seconds = (left as f64 / rate).ceil();
+    if seconds >= 100.0 * 86_400.0 {
+        return Some(format!("{:.0} days", seconds / 86_400.0));
+    }
+    let seconds = seconds as u64;
+    Some(match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min {:02} s", seconds / 60, seconds % 60),
+        3600..86_400 => format!("{} h {:02} min", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{} d {:02} h", seconds / 86_400, seconds % 86_400 / 3600),
+    })
+}
+
 fn time_of_day(ms: Millis) -> String {
     let seconds = ms / 1000;
     format!(
@@ -433,6 +460,18 @@ mod tests {
     #[test]
     fn text_from_computes_cannot_open_a_tag() {
         assert_eq!(escape("<script>\"&'"), "&lt;script&gt;&quot;&amp;&#39;");
+    }
+
+    #[test]
+    fn etas_read_as_people_say_them() {
+        assert_eq!(eta(100, 0.0), None);
+        assert_eq!(eta(100, f64::NAN), None);
+        assert_eq!(eta(0, 10.0).as_deref(), Some("0 s"));
+        assert_eq!(eta(125, 10.0).as_deref(), Some("13 s"));
+        assert_eq!(eta(2_500, 10.0).as_deref(), Some("4 min 10 s"));
+        assert_eq!(eta(75_000, 10.0).as_deref(), Some("2 h 05 min"));
+        assert_eq!(eta(1_000_000, 1.0).as_deref(), Some("11 d 13 h"));
+        assert_eq!(eta(u64::MAX, 1.0).as_deref(), Some("213503982334601 days"));
     }
 
     #[test]
