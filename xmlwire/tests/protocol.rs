@@ -352,7 +352,7 @@ fn golden_encodings_decode_back() {
     }
     assert_eq!(
         names.len(),
-        22,
+        23,
         "every message has a golden example: {names:?}"
     );
 }
