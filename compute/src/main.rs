@@ -20,6 +20,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// manage's address, HOST[:PORT] (client mode).
+    #[arg(value_parser = sigma_link::server_argument)]
     server: Option<String>,
     /// Worker threads [default: every core].
     #[arg(long, value_parser = parse_threads)]

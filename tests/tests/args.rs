@@ -156,7 +156,9 @@ fn report_without_a_manage_says_so_in_one_line() {
     let closed = format!("127.0.0.1:{port}");
     assert_one_line_error("report", &[&closed], 1, "cannot reach manage");
     assert_one_line_error("report", &["-k", &closed], 1, "cannot reach manage");
-    assert_one_line_error("report", &["127.0.0.1:99999"], 1, "cannot resolve");
+    // A bad port is a usage error, in report and compute as in manage.
+    assert_one_line_error("report", &["127.0.0.1:99999"], 2, "from 1 to 65535");
+    assert_one_line_error("compute", &["127.0.0.1:99999"], 2, "from 1 to 65535");
 }
 
 #[test]
