@@ -1,6 +1,6 @@
 //! Bad command lines: manage and report print one clear line on stderr and exit non-zero (2 for
 //! a usage error, 1 for a failure to start), never a panic; `--help` prints to stdout and exits 0.
-//! (compute's command line is tested in compute/tests.)
+//! (compute's command line is tested in compute/tests; its address and suggestions here too.)
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -67,6 +67,7 @@ fn manage_refuses_bad_arguments_in_one_line() {
         (&["--listen", "nonsense"], "--listen"),
         (&["--local", "x"], "--local"),
         (&["--bogus"], "--bogus"),
+        (&["--listn", "x"], "(a similar argument exists: '--listen')"),
         (&["extra"], "extra"),
     ];
     for (args, fragment) in cases {
@@ -140,6 +141,7 @@ fn report_refuses_bad_arguments_in_one_line() {
         // Checked before connecting: nothing listens on the default address here.
         (&["--watch", "0"], "--watch takes 0.1 to 3600 seconds"),
         (&["a", "b"], "'b'"),
+        (&["--kil"], "(a similar argument exists: '--kill')"),
     ];
     for (args, fragment) in cases {
         assert_one_line_error("report", args, 2, fragment);
@@ -159,6 +161,12 @@ fn report_without_a_manage_says_so_in_one_line() {
     // A bad port is a usage error, in report and compute as in manage.
     assert_one_line_error("report", &["127.0.0.1:99999"], 2, "from 1 to 65535");
     assert_one_line_error("compute", &["127.0.0.1:99999"], 2, "from 1 to 65535");
+    assert_one_line_error(
+        "compute",
+        &["--priority", "idel"],
+        2,
+        "(a similar value exists: 'idle')",
+    );
 }
 
 #[test]
