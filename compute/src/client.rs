@@ -10,6 +10,7 @@
 //! of its own in the sandbox ([`crate::sandbox::run_job`]) while the search goes on (see
 //! `control`).
 
+mod backoff;
 mod control;
 
 use std::fmt;
@@ -27,16 +28,15 @@ use xmlwire::liveness::SILENCE_LIMIT;
 use xmlwire::protocol::{self, ErrorCode, Message, PerfectList, WorkResult};
 use xmlwire::{Limits, XmlStr};
 
+use crate::priority::Priority;
 use crate::sandbox::SandboxConfig;
+use backoff::Backoff;
 use control::{Control, ControlError};
 /// How often a running scan reports how far it got.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
 /// How long manage may take to answer a message.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Reconnection backoff: doubles from the first to the last.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Bytes kept of each of a job's stdout, stderr and compiler output: three of them in base64
 /// stay well under the 1 MiB message limit of manage's reader. Past it the sandbox stops the
 /// program (`output-limit`) and the stream is flagged truncated.
@@ -94,6 +94,8 @@ pub struct Options {
     pub token_file: Option<std::path::PathBuf>,
     /// Run the jobs manage sends on the control connection.
     pub accept_jobs: bool,
+    /// The priority of the search threads and the timing loop.
+    pub priority: Priority,
 }
 
 /// Connects to manage and scans the ranges it assigns until told to stop (a signal, or
@@ -121,7 +123,8 @@ pub fn run(options: Options) -> Result<(), ClientError> {
     } else {
         None
     };
-    let ops_per_sec = cost::measure_ops_per_second(algorithm, threads);
+    log::info!("search priority: {}", options.priority);
+    let ops_per_sec = measure_at(options.priority, algorithm, threads);
     log::info!(
         "timing loop: {ops_per_sec} ops/s with {threads} threads ({})",
         algorithm.as_str()
@@ -137,6 +140,7 @@ pub fn run(options: Options) -> Result<(), ClientError> {
         threads,
         algorithm,
         ops_per_sec,
+        priority: options.priority,
         stop,
         token,
         undelivered: None,
@@ -144,6 +148,26 @@ pub fn run(options: Options) -> Result<(), ClientError> {
         manage_silent: Arc::new(AtomicBool::new(false)),
     };
     me.run()
+}
+
+/// The timing loop, run on a thread at the search's priority so that its figure is what the
+/// search gets: under SCHED_IDLE on a busy host that is less than the host could give.
+fn measure_at(priority: Priority, algorithm: Algorithm, threads: usize) -> u64 {
+    let measure = move || {
+        if let Err(error) = priority.apply_to_current_thread() {
+            log::warn!(
+                "cannot lower the search to {priority}: {error}; it runs at normal priority"
+            );
+        }
+        cost::measure_ops_per_second(algorithm, threads)
+    };
+    match thread::Builder::new().name("timing".into()).spawn(measure) {
+        Ok(timing) => timing
+            .join()
+            .unwrap_or_else(|_| cost::measure_ops_per_second(algorithm, threads)),
+        // No thread to spare: measured here, at normal priority.
+        Err(_) => cost::measure_ops_per_second(algorithm, threads),
+    }
 }
 
 /// A finished (or stopped) scan whose result manage has not acknowledged yet.
@@ -251,6 +275,8 @@ struct Worker {
     threads: usize,
     algorithm: Algorithm,
     ops_per_sec: u64,
+    /// The priority each lease's scan thread takes before it starts the kernel's threads.
+    priority: Priority,
     stop: Arc<AtomicBool>,
     /// manage's shared secret, when we were given it.
     token: Option<String>,
@@ -265,21 +291,36 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) -> Result<(), ClientError> {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::default();
+        // The last failure logged: a line is written when the link's state changes, not on
+        // every attempt (a manage down for an hour would otherwise fill the log).
+        let mut logged_failure: Option<String> = None;
         loop {
             let started = Instant::now();
             match self.session() {
                 Ok(SessionEnd::Stopped) => return Ok(()),
                 Ok(SessionEnd::Refused(why)) => return Err(why),
                 Ok(SessionEnd::Lost(why)) => {
-                    log::warn!("lost manage at {}: {why}", self.address);
+                    log::warn!("lost manage at {}: {why}; reconnecting", self.address);
+                    logged_failure = Some(why.to_string());
                     // Only a session that lasted shows manage is healthy again; quick
                     // failures keep backing off.
-                    if started.elapsed() > MAX_BACKOFF {
-                        backoff = FIRST_BACKOFF;
+                    if started.elapsed() > backoff::MAX {
+                        backoff.reset();
                     }
                 }
-                Err(why) => log::warn!("cannot work with manage at {}: {why}", self.address),
+                Err(why) => {
+                    let why = why.to_string();
+                    if logged_failure.as_ref() != Some(&why) {
+                        log::warn!(
+                            "cannot work with manage at {}: {why}; retrying, {:.1} s apart at first, up to {} s",
+                            self.address,
+                            backoff::FIRST.as_secs_f64(),
+                            backoff::MAX.as_secs()
+                        );
+                        logged_failure = Some(why);
+                    }
+                }
             }
             if self.stopping() {
                 if let Some(f) = &self.undelivered {
@@ -291,11 +332,11 @@ impl Worker {
                 }
                 return Ok(());
             }
-            log::info!("reconnecting in {:.1} s", backoff.as_secs_f64());
-            if self.sleep(backoff) {
+            let delay = backoff.next_random();
+            log::debug!("reconnecting in {:.1} s", delay.as_secs_f64());
+            if self.sleep(delay) {
                 return Ok(());
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -446,10 +487,14 @@ impl Worker {
         let progress = Arc::new(AtomicU64::new(lo));
         let scanner = {
             let (stop, progress) = (Arc::clone(&self.stop), Arc::clone(&progress));
-            let (algorithm, threads) = (self.algorithm, self.threads);
+            let (algorithm, threads, priority) = (self.algorithm, self.threads, self.priority);
             thread::Builder::new()
                 .name("scan".into())
-                .spawn(move || scan(algorithm, lo, hi, threads, &stop, Some(&progress)))
+                .spawn(move || {
+                    // A failure was logged by the timing loop, which tried first.
+                    let _ = priority.apply_to_current_thread();
+                    scan(algorithm, lo, hi, threads, &stop, Some(&progress))
+                })
                 .map_err(SessionError::ScanThread)?
         };
         let mut lost: Option<SessionError> = None;

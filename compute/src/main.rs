@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use compute::client::ClientError;
+use compute::priority::Priority;
 use sigma_kernel::{Algorithm, ScanError};
 use sigma_link::cli;
 
@@ -19,6 +20,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// manage's address, HOST[:PORT] (client mode).
+    #[arg(value_parser = sigma_link::server_argument)]
     server: Option<String>,
     /// Worker threads [default: every core].
     #[arg(long, value_parser = parse_threads)]
@@ -32,6 +34,14 @@ struct Cli {
     /// Also run programs manage sends (`report run`), each in the sandbox beside the search.
     #[arg(long)]
     accept_jobs: bool,
+    /// CPU priority of the search threads: idle takes only the time no other program wants
+    /// (client mode).
+    #[arg(long, value_enum, default_value_t = Priority::Idle)]
+    priority: Priority,
+    /// End when standard input reaches its end: manage --local passes a pipe, so its computes
+    /// end with it, however it ends (client mode).
+    #[arg(long)]
+    end_with_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,12 +120,19 @@ fn main() -> ExitCode {
             env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
                 .format_timestamp_millis()
                 .init();
+            if cli.end_with_stdin {
+                if let Err(error) = compute::stdin_watch::end_with_stdin() {
+                    eprintln!("compute: cannot watch standard input: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
             compute::client::run(compute::client::Options {
                 server: cli.server,
                 threads: cli.threads,
                 algorithm: cli.algorithm,
                 token_file: cli.token_file,
                 accept_jobs: cli.accept_jobs,
+                priority: cli.priority,
             })
             .map_err(Failure::Client)
         }

@@ -103,7 +103,7 @@ impl std::fmt::Display for UsageError {
             }
             UsageError::Seconds { option, value } => write!(
                 f,
-                "{option} must be between 0 and 86400 seconds, not {value}"
+                "{option} takes more than 0 and at most 86400 seconds, not {value}"
             ),
             UsageError::Share(value) => {
                 write!(f, "--double-check takes a share from 0 to 1, not {value}")

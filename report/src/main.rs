@@ -29,7 +29,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// manage's address.
-    #[arg(default_value = "127.0.0.1:8128", value_name = "HOST[:PORT]")]
+    #[arg(default_value = "127.0.0.1:8128", value_name = "HOST[:PORT]", value_parser = sigma_link::server_argument)]
     server: String,
     /// Shut the whole cluster down (manage and every compute), cleanly.
     #[arg(short = 'k', long = "kill", conflicts_with_all = ["xml", "watch"])]

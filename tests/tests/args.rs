@@ -1,6 +1,6 @@
 //! Bad command lines: manage and report print one clear line on stderr and exit non-zero (2 for
 //! a usage error, 1 for a failure to start), never a panic; `--help` prints to stdout and exits 0.
-//! (compute's command line is tested in compute/tests.)
+//! (compute's command line is tested in compute/tests; its address and suggestions here too.)
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -57,13 +57,17 @@ fn manage_refuses_bad_arguments_in_one_line() {
             "at most 18446744073709551614",
         ),
         (&["--until", "18446744073709551616"], "larger than"),
-        (&["--target-seconds", "0"], "--target-seconds"),
+        (
+            &["--target-seconds", "0"],
+            "--target-seconds takes more than 0 and at most 86400 seconds, not 0",
+        ),
         (&["--target-seconds", "nan"], "--target-seconds"),
         (&["--target-seconds", "fast"], "--target-seconds"),
         (&["--shutdown-grace", "1e9"], "--shutdown-grace"),
         (&["--listen", "nonsense"], "--listen"),
         (&["--local", "x"], "--local"),
         (&["--bogus"], "--bogus"),
+        (&["--listn", "x"], "(a similar argument exists: '--listen')"),
         (&["extra"], "extra"),
     ];
     for (args, fragment) in cases {
@@ -137,6 +141,7 @@ fn report_refuses_bad_arguments_in_one_line() {
         // Checked before connecting: nothing listens on the default address here.
         (&["--watch", "0"], "--watch takes 0.1 to 3600 seconds"),
         (&["a", "b"], "'b'"),
+        (&["--kil"], "(a similar argument exists: '--kill')"),
     ];
     for (args, fragment) in cases {
         assert_one_line_error("report", args, 2, fragment);
@@ -153,7 +158,15 @@ fn report_without_a_manage_says_so_in_one_line() {
     let closed = format!("127.0.0.1:{port}");
     assert_one_line_error("report", &[&closed], 1, "cannot reach manage");
     assert_one_line_error("report", &["-k", &closed], 1, "cannot reach manage");
-    assert_one_line_error("report", &["127.0.0.1:99999"], 1, "cannot resolve");
+    // A bad port is a usage error, in report and compute as in manage.
+    assert_one_line_error("report", &["127.0.0.1:99999"], 2, "from 1 to 65535");
+    assert_one_line_error("compute", &["127.0.0.1:99999"], 2, "from 1 to 65535");
+    assert_one_line_error(
+        "compute",
+        &["--priority", "idel"],
+        2,
+        "(a similar value exists: 'idle')",
+    );
 }
 
 #[test]
@@ -167,4 +180,66 @@ fn report_help_is_clear() {
             "report --help mentions {word}:\n{text}"
         );
     }
+}
+
+#[test]
+fn manage_with_a_bad_token_file_creates_no_state() {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let state = folder.path().join("state");
+    let missing = folder.path().join("no-such-token");
+    assert_one_line_error(
+        "manage",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            state.to_str().expect("UTF-8 path"),
+            "--token-file",
+            missing.to_str().expect("UTF-8 path"),
+        ],
+        1,
+        "no-such-token",
+    );
+    assert!(!state.exists(), "a failed start left {}", state.display());
+}
+
+#[test]
+fn manage_with_an_unwritable_state_folder_says_the_os_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let state = folder.path().join("state");
+    std::fs::create_dir(&state).expect("the state folder");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o555))
+        .expect("read-only permissions");
+    std::fs::set_permissions(folder.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("a folder others can enter");
+    // Root writes anywhere: as root, manage runs as nobody (65534), who cannot write there.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let state_arg = state.to_str().expect("UTF-8 path");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--state",
+        state_arg,
+        "--http",
+        "off",
+    ];
+    let mut manage = Process::start_with("manage", &args, |command| {
+        if root {
+            command.uid(65534).gid(65534);
+        }
+    });
+    let status = manage
+        .wait_exit(Duration::from_secs(20))
+        .expect("manage exits within 20 s");
+    let stderr = manage.stderr_lines();
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert_eq!(stderr.len(), 1, "{stderr:?}");
+    assert!(
+        stderr[0].starts_with("manage: cannot create the state ")
+            && stderr[0].contains("Permission denied"),
+        "{stderr:?}"
+    );
 }

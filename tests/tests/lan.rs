@@ -356,7 +356,7 @@ fn a_failing_test_leaves_no_namespace_and_no_process() {
         pid = compute.pid();
         assert!(
             compute
-                .wait_for_stderr("reconnecting in", Duration::from_secs(30))
+                .wait_for_stderr("cannot work with manage", Duration::from_secs(30))
                 .is_some(),
             "the compute runs in its namespace and finds no manage"
         );

@@ -315,10 +315,13 @@ fn start_job(
             };
             let outcome = run_job(&request, &config);
             log::info!(
-                "job {id}: {} (exit {:?}, signal {:?}, {} ms CPU, {} ms wall, {} KiB)",
+                "job {id}: {} ({}, {} ms CPU, {} ms wall, {} KiB)",
                 outcome.status.as_str(),
-                outcome.exit_code,
-                outcome.signal,
+                match (outcome.exit_code, outcome.signal) {
+                    (Some(code), _) => format!("exit {code}"),
+                    (None, Some(signal)) => format!("signal {signal}"),
+                    (None, None) => "no exit status".to_owned(),
+                },
                 outcome.usage.cpu_ms,
                 outcome.usage.wall_ms,
                 outcome.usage.peak_kb

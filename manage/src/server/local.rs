@@ -1,4 +1,8 @@
 //! `--local N`: computes started on this host beside manage, for the one-command demo.
+//!
+//! Each compute's standard input is a pipe manage holds open and never writes to, and the
+//! compute runs with `--end-with-stdin`: when manage ends, however it ends (SIGKILL included),
+//! the kernel closes the pipe and the compute ends too, instead of reconnecting forever.
 
 use std::fmt;
 use std::io;
@@ -84,7 +88,9 @@ impl LocalComputes {
                 .args(["--threads", &threads])
                 .arg("--token-file")
                 .arg(token_file)
-                .stdin(Stdio::null())
+                .arg("--end-with-stdin")
+                // The write end stays in `Child::stdin` until the child is reaped.
+                .stdin(Stdio::piped())
                 .spawn()
                 .map_err(|source| LocalError::Spawn {
                     binary: binary.clone(),

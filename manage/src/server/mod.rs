@@ -177,13 +177,22 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let mut verifier = Verifier::start(waker).map_err(setup("cannot start the verifier thread"))?;
     let mut events = EventLog::open(config.events.as_deref())?;
 
+    // A token file given on the command line is only read, and before the state is opened: a
+    // bad one leaves no new state behind.
+    let given_token = match &config.token_file {
+        Some(path) => Some(load_or_create_token(path, false)?),
+        None => None,
+    };
     let (mut store, recovered) =
         Store::open(&config.state_dir, config.start, config.until, u64::MAX - 1)?;
     let token_path = config
         .token_file
         .clone()
         .unwrap_or_else(|| config.state_dir.join("token"));
-    let token = load_or_create_token(&token_path, config.token_file.is_none())?;
+    let token = match given_token {
+        Some(token) => token,
+        None => load_or_create_token(&token_path, true)?,
+    };
     // The right to submit jobs is a token of its own, so the portal can be given without the
     // off switch; it always lives in the state folder, beside the state it guards.
     let submit_token_path = config.state_dir.join("submit-token");
@@ -239,12 +248,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
     let status = scheduler.status(0);
     log::info!(
-        "state in {}: {}; {} numbers tested, every number below {} tested, perfect numbers {:?}",
+        "state in {}: {}; {} numbers tested, every number below {} tested, perfect numbers: {}",
         store.path().display(),
         if recovered.fresh { "new" } else { "resumed" },
         status.tested,
         status.frontier,
-        status.perfect.iter().map(|p| p.n).collect::<Vec<_>>()
+        perfect_list(status.perfect.iter().map(|p| p.n))
     );
     log::info!(
         "listening on {address}; searching {}..={} with ranges of {:.1} s",
@@ -294,9 +303,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let status = core.scheduler.status(now_ms);
     let perfect: Vec<u64> = status.perfect.iter().map(|p| p.n).collect();
     log::info!(
-        "stopped: {} numbers tested, every number below {} tested, perfect numbers: {perfect:?}",
+        "stopped: {} numbers tested, every number below {} tested, perfect numbers: {}",
         status.tested,
         status.frontier,
+        perfect_list(perfect.iter().copied()),
     );
     core.events.record(
         now_ms,
@@ -308,4 +318,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     );
     core.events.flush();
     outcome
+}
+
+/// Perfect numbers for a log line: `6, 28, 496`, or `none yet`.
+fn perfect_list(numbers: impl Iterator<Item = u64>) -> String {
+    let list: Vec<String> = numbers.map(|n| n.to_string()).collect();
+    if list.is_empty() {
+        "none yet".to_owned()
+    } else {
+        list.join(", ")
+    }
 }

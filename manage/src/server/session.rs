@@ -194,7 +194,10 @@ impl Core {
                     return refusal;
                 }
                 let computes = self.links.len() as u64;
-                log::info!("report at {peer} asks to shut the cluster down ({computes} computes)");
+                log::info!(
+                    "report at {peer} asks to shut the cluster down ({computes} compute{})",
+                    if computes == 1 { "" } else { "s" }
+                );
                 Message::Stopping(Stopping { computes }).encode(outbox);
                 After::SignalSelf
             }

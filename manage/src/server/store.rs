@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -113,6 +113,13 @@ pub enum StoreError {
     },
     /// The state path exists and is not a folder.
     NotAFolder(PathBuf),
+    /// The database file of a new state cannot be created in the folder.
+    CreateFile {
+        /// The database file.
+        path: PathBuf,
+        /// Why, as the OS says.
+        source: std::io::Error,
+    },
     /// SQLite refused an operation.
     Sql {
         /// What manage was doing, as "cannot ..." or "the state ... ".
@@ -161,6 +168,9 @@ impl fmt::Display for StoreError {
                 write!(f, "cannot create the state folder {}: {source}", dir.display())
             }
             StoreError::NotAFolder(dir) => write!(f, "{} is not a folder", dir.display()),
+            StoreError::CreateFile { path, source } => {
+                write!(f, "cannot create the state {}: {source}", path.display())
+            }
             StoreError::Sql { what, path, source } => {
                 write!(f, "{what} ({}): {source}", path.display())
             }
@@ -262,6 +272,19 @@ impl Store {
         }
         let path = dir.join(DATABASE_FILE);
         let fresh = !path.exists();
+        if fresh {
+            // SQLite says only "unable to open database file" when it cannot create its file;
+            // creating it here (an empty file is an empty database) gives the OS's reason.
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|source| StoreError::CreateFile {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
         let connection =
             Connection::open(&path).map_err(sql_error("cannot open the state", &path))?;
         // WAL lets sqlite3 read the tables while manage runs; synchronous=FULL makes each commit

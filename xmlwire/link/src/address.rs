@@ -58,6 +58,24 @@ fn with_port(server: &str) -> String {
     }
 }
 
+/// `server` if its port, when it names one, is a port a connection can go to (1 to 65535): for
+/// clap's `value_parser`, so a bad port is a usage error (exit 2) before anything is resolved.
+pub fn server_argument(server: &str) -> Result<String, String> {
+    let port = if let Some(rest) = server.strip_prefix('[') {
+        rest.split_once("]:").map(|(_, port)| port)
+    } else if server.parse::<Ipv6Addr>().is_ok() {
+        None
+    } else {
+        server.rsplit_once(':').map(|(_, port)| port)
+    };
+    match port {
+        Some(port) if !matches!(port.parse::<u16>(), Ok(1..)) => Err(format!(
+            "bad port {port:?}: a port is a number from 1 to 65535"
+        )),
+        _ => Ok(server.to_owned()),
+    }
+}
+
 /// Resolves `server` to its first address, adding [`DEFAULT_PORT`] when it names none.
 pub fn resolve(server: &str) -> Result<SocketAddr, ResolveError> {
     with_port(server)
@@ -84,6 +102,29 @@ mod tests {
         assert_eq!(with_port("example.org:80"), "example.org:80");
         assert_eq!(with_port("::1"), "[::1]:8128");
         assert_eq!(with_port("[::1]:9000"), "[::1]:9000");
+    }
+
+    #[test]
+    fn a_server_argument_with_a_bad_port_is_refused() {
+        for good in [
+            "10.0.0.7",
+            "10.0.0.7:9000",
+            "example.org:80",
+            "::1",
+            "[::1]:9000",
+        ] {
+            assert_eq!(server_argument(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "127.0.0.1:99999",
+            "host:0",
+            "host:",
+            "host:x",
+            "[::1]:65536",
+        ] {
+            let error = server_argument(bad).unwrap_err();
+            assert!(error.contains("from 1 to 65535"), "{bad}: {error}");
+        }
     }
 
     #[test]

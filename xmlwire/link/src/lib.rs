@@ -17,7 +17,7 @@ pub mod random;
 mod signals;
 pub mod token;
 
-pub use address::{resolve, ResolveError, DEFAULT_PORT};
+pub use address::{resolve, server_argument, ResolveError, DEFAULT_PORT};
 pub use keepalive::keep_alive;
 pub use link::{Link, LinkError};
 pub use signals::stop_flag;
