@@ -314,6 +314,14 @@ pub(super) fn log_check(id: u64, lo: u64, hi: u64, check: &CheckOutcome) {
             wrong.identity.host,
             wrong.identity.pid
         ),
-        other => log::warn!("double-check of [{lo}, {hi}) by compute {id}: {other:?}"),
+        CheckOutcome::NoMajority => log::warn!(
+            "third computation of [{lo}, {hi}) by compute {id} agrees with neither: no majority, nobody flagged"
+        ),
+        CheckOutcome::Requeued => log::info!(
+            "double-check of [{lo}, {hi}) by compute {id} came back partial: it waits for another compute"
+        ),
+        CheckOutcome::Ignored => log::debug!(
+            "late result of a double-check of [{lo}, {hi}) by compute {id}: ignored"
+        ),
     }
 }
