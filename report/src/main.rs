@@ -3,6 +3,8 @@
 //! on a compute that accepts jobs and passes on its output and exit code.
 #![forbid(unsafe_code)]
 
+mod progress;
+
 use std::fmt;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -520,6 +522,9 @@ fn render(
         group(status.frontier)
     )?;
     writeln!(out, "rate       {} numbers/s", group(status.rate))?;
+    if let Some(progress) = progress::describe(status, group) {
+        writeln!(out, "progress   {progress}")?;
+    }
     if status.checks_passed + status.mismatches > 0 {
         writeln!(
             out,

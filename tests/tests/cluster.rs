@@ -230,6 +230,15 @@ fn report_shows_exactly_forty_million_tested() {
     assert_exact(&manage, &status, 1, 40_000_000);
     // Both computes stay connected, idle.
     assert_eq!(status.computes.len(), 2, "{status:?}");
+    // The progress line of the human view: all done, nothing left to wait for.
+    let (exit, stdout, stderr) = manage.report(&[]);
+    assert!(exit.success(), "report failed: {stderr:?}");
+    assert!(
+        stdout
+            .iter()
+            .any(|line| line == "progress   100.0% of numbers up to 40,000,000, ETA 0 s"),
+        "{stdout:?}"
+    );
     kill_cluster(&mut manage, &mut computes, Duration::from_secs(5));
 }
 

@@ -235,6 +235,9 @@ fn golden() -> Vec<(Message<'static>, &'static str)> {
                 now_ms: 1700000000000,
                 checks_passed: 4,
                 mismatches: 1,
+                eta_until: Some(40000000),
+                done_ppm: Some(1000000),
+                eta_ms: Some(0),
                 flagged: vec![FlaggedCompute {
                     host: plain("node-09"),
                     pid: 77,
@@ -280,7 +283,7 @@ fn golden() -> Vec<(Message<'static>, &'static str)> {
                 ],
             }),
             concat!(
-                r#"<status tested="40000000" frontier="40000001" start="1" until="40000000" rate="123456" done="1" now-ms="1700000000000" checks-passed="4" mismatches="1">"#,
+                r#"<status tested="40000000" frontier="40000001" start="1" until="40000000" rate="123456" done="1" now-ms="1700000000000" checks-passed="4" mismatches="1" eta-until="40000000" done-ppm="1000000" eta-ms="0">"#,
                 r#"<perfect n="6" host="node-07" compute-id="3" found-ms="1700000000001"/>"#,
                 r#"<compute id="3" host="node-07" address="10.0.0.7:51234" pid="4242" threads="8" algorithm="sieve" rate="50000000" lo="1000" hi="2000" done="1500" tested="123" since-ms="1699999999999"/>"#,
                 r#"<compute id="4" host="node-08" address="[::1]:40000" pid="1" threads="2" algorithm="trial" rate="7" tested="0" since-ms="1700000000000"/>"#,
@@ -1145,6 +1148,11 @@ fn status() -> impl Strategy<Value = Status<'static>> {
         prop::collection::vec(found, 0..4),
         prop::collection::vec(compute_status(), 0..4),
         prop::collection::vec(flagged, 0..3),
+        (
+            prop::option::of(number()),
+            prop::option::of(0..=1_000_000u64),
+            prop::option::of(number()),
+        ),
     )
         .prop_map(
             |(
@@ -1153,6 +1161,7 @@ fn status() -> impl Strategy<Value = Status<'static>> {
                 perfect,
                 computes,
                 flagged,
+                (eta_until, done_ppm, eta_ms),
             )| Status {
                 tested,
                 frontier,
@@ -1163,6 +1172,9 @@ fn status() -> impl Strategy<Value = Status<'static>> {
                 now_ms,
                 checks_passed,
                 mismatches,
+                eta_until,
+                done_ppm,
+                eta_ms,
                 flagged,
                 perfect,
                 computes,

@@ -37,12 +37,14 @@ use crate::sizing::{range_len, CostModel, RateModel};
 use crate::{ComputeId, LeaseId, Millis};
 
 mod config;
+mod eta;
 mod messages;
 mod status;
 #[cfg(test)]
 mod tests;
 
 pub use config::{ConfigError, SchedulerConfig};
+pub use eta::Progress;
 pub use messages::{
     Assignment, ExpiredLease, OutstandingLease, PerfectFinding, RequestOutcome, ResultOutcome,
     ResultRecord, ResultReport, SchedError, Snapshot,

@@ -5,6 +5,7 @@ use crate::flags::Offence;
 use crate::sizing::CostModel;
 use crate::{ComputeId, LeaseId, Millis};
 
+use super::eta::{self, Progress};
 use super::{PerfectFinding, Scheduler};
 
 /// A compute's live lease, for the status document.
@@ -97,6 +98,8 @@ pub struct StatusView<A> {
     pub leased: u64,
     /// Sum of the computes' measured numbers per second.
     pub numbers_per_sec: f64,
+    /// Share done and the ETA from the cost model, toward `until` or the next power of ten.
+    pub progress: Progress,
     /// Verified perfect numbers, increasing.
     pub perfect: Vec<PerfectFinding>,
     /// Connected computes, by id.
@@ -145,6 +148,18 @@ impl<C: CostModel> Scheduler<C> {
                 last_heard_ms: record.last_heard_ms,
             })
             .collect();
+        let rates: Vec<(C::Algorithm, f64)> = computes
+            .iter()
+            .map(|row| (row.algorithm.clone(), row.estimate_ops_per_sec))
+            .collect();
+        let progress = eta::progress(
+            &self.cost,
+            self.pool.done(),
+            self.config.start,
+            self.config.until,
+            self.pool.frontier(),
+            &rates,
+        );
         StatusView {
             now_ms: now,
             start: self.config.start,
@@ -155,6 +170,7 @@ impl<C: CostModel> Scheduler<C> {
             done: self.pool.is_done(),
             leased: self.pool.leased().len(),
             numbers_per_sec: computes.iter().map(|row| row.numbers_per_sec).sum(),
+            progress,
             perfect: self.perfect.values().cloned().collect(),
             computes,
             checks: self.checks.stats(),

@@ -59,6 +59,9 @@ impl StatusDocument {
             rate: view.numbers_per_sec as u64,
             done: view.done,
             now_ms: view.now_ms,
+            eta_until: Some(view.progress.goal),
+            done_ppm: Some(view.progress.done_ppm),
+            eta_ms: view.progress.eta_ms,
             perfect: view
                 .perfect
                 .iter()

@@ -871,6 +871,14 @@ pub struct Status<'a> {
     pub done: bool,
     /// When manage made this document, in Unix milliseconds.
     pub now_ms: u64,
+    /// The last number the progress and ETA count to: `until`, or with no `--until` the next
+    /// power of ten above the frontier. Absent from older managers.
+    pub eta_until: Option<u64>,
+    /// Share of `[start, eta_until]` done, in parts per million (at most 1,000,000).
+    pub done_ppm: Option<u64>,
+    /// Milliseconds until every number up to `eta_until` is done: the cost model's operations
+    /// left over the computes' measured operations per second. Absent without a compute.
+    pub eta_ms: Option<u64>,
     /// The perfect numbers found, increasing.
     pub perfect: Vec<FoundPerfect<'a>>,
     /// The computes connected.
@@ -894,7 +902,7 @@ pub struct FlaggedCompute<'a> {
 }
 
 impl<'a> Status<'a> {
-    const NAMES: [&'static str; 9] = [
+    const NAMES: [&'static str; 12] = [
         "tested",
         "frontier",
         "start",
@@ -904,6 +912,9 @@ impl<'a> Status<'a> {
         "now-ms",
         "checks-passed",
         "mismatches",
+        "eta-until",
+        "done-ppm",
+        "eta-ms",
     ];
     const FLAGGED: [&'static str; 5] = ["host", "pid", "offences", "refused", "reason"];
     const PERFECT: [&'static str; 4] = ["n", "host", "compute-id", "found-ms"];
@@ -934,6 +945,9 @@ impl<'a> Status<'a> {
             now_ms: a.u64("now-ms")?,
             checks_passed: a.opt_u64("checks-passed")?.unwrap_or(0),
             mismatches: a.opt_u64("mismatches")?.unwrap_or(0),
+            eta_until: a.opt_u64("eta-until")?,
+            done_ppm: a.opt_u64("done-ppm")?,
+            eta_ms: a.opt_u64("eta-ms")?,
             flagged: Vec::new(),
             perfect: Vec::new(),
             computes: Vec::new(),
@@ -1000,6 +1014,9 @@ impl<'a> Status<'a> {
         if self.mismatches > 0 {
             w.attr_u64("mismatches", self.mismatches);
         }
+        opt_attr_u64(w, "eta-until", self.eta_until);
+        opt_attr_u64(w, "done-ppm", self.done_ppm);
+        opt_attr_u64(w, "eta-ms", self.eta_ms);
         if self.perfect.is_empty() && self.computes.is_empty() && self.flagged.is_empty() {
             w.end_empty();
             return;

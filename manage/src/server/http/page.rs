@@ -148,17 +148,17 @@ fn cards(out: &mut String, view: &StatusView<sigma_kernel::Algorithm>) {
         "perfect numbers",
     );
     // Progress only where the search has an end worth measuring against: the default end,
-    // u64's last number, would always read 0%. The ETA is the rest at the current rate (each
-    // number costs a little more than the last, so it is a lower bound).
+    // u64's last number, would always read 0%. The ETA prices the numbers left with the cost
+    // model (later numbers cost more) over the computes' measured operations per second.
     let progress = if view.done {
         "done".to_string()
     } else if view.until < u64::MAX - 1 && view.size > 0 {
-        let left = view.size.saturating_sub(view.tested);
         format!(
             "{:.1}%{}",
-            100.0 * (view.tested as f64) / (view.size as f64).max(1.0),
-            eta(left, view.numbers_per_sec)
-                .map(|eta| format!(", ETA {eta}"))
+            view.progress.done_ppm as f64 / 10_000.0,
+            view.progress
+                .eta_ms
+                .map(|ms| format!(", ETA {}", duration((ms as f64 / 1000.0).ceil())))
                 .unwrap_or_default()
         )
     } else {
@@ -413,17 +413,21 @@ fn eta(left: u64, rate: f64) -> Option<String> {
     if !(rate.is_finite() && rate >= 1.0) {
         return None;
     }
-    let seconds = (left as f64 / rate).ceil();
+    Some(duration((left as f64 / rate).ceil()))
+}
+
+/// Whole `seconds` rounded for people, as [`eta`] says them.
+fn duration(seconds: f64) -> String {
     if seconds >= 100.0 * 86_400.0 {
-        return Some(format!("{:.0} days", seconds / 86_400.0));
+        return format!("{:.0} days", seconds / 86_400.0);
     }
     let seconds = seconds as u64;
-    Some(match seconds {
+    match seconds {
         0..60 => format!("{seconds} s"),
         60..3600 => format!("{} min {:02} s", seconds / 60, seconds % 60),
         3600..86_400 => format!("{} h {:02} min", seconds / 3600, seconds % 3600 / 60),
         _ => format!("{} d {:02} h", seconds / 86_400, seconds % 86_400 / 3600),
-    })
+    }
 }
 
 fn time_of_day(ms: Millis) -> String {
