@@ -451,6 +451,12 @@ impl Manage {
     fn compute(&self, extra: &[&str], echo: bool) -> Process {
         let address = self.address_arg();
         let mut args = vec![address.as_str()];
+        // Normal priority unless a test asks: at SCHED_IDLE a compute gets no CPU while the
+        // tests running beside it keep both cores busy, and its joins and ranges stop being
+        // bounded in time.
+        if !extra.contains(&"--priority") {
+            args.extend_from_slice(&["--priority", "normal"]);
+        }
         args.extend_from_slice(extra);
         Process::spawn("compute", &args, |_| {}, echo)
     }

@@ -34,9 +34,11 @@ fn threads_of(pid: u32) -> Vec<(String, u32)> {
 
 /// Starts a compute with `extra` on a long search and returns the threads seen while it scans.
 fn threads_while_scanning(manage: &Manage, extra: &[&str]) -> (Process, Vec<(String, u32)>) {
-    let mut args = vec!["--threads", "2"];
+    // Started here rather than by the harness, which asks for normal priority.
+    let address = manage.address_arg();
+    let mut args = vec![address.as_str(), "--threads", "2"];
     args.extend_from_slice(extra);
-    let compute = manage.start_compute(&args);
+    let compute = Process::start("compute", &args);
     let mut seen = Vec::new();
     let scanning = eventually(Duration::from_secs(60), || {
         seen = threads_of(compute.pid());
