@@ -164,3 +164,41 @@ fn false_claims_flag_a_compute_and_three_get_it_refused() {
     let mut honest = FakeCompute::join(manage.address);
     honest.finish();
 }
+
+/// The way in that `<challenge-request/>` opens: any peer may ask for nonces, but a wrong answer,
+/// or the submission token's right answer to a `<kill>`, is refused and closes the connection;
+/// manage carries on and the cluster token still works.
+#[test]
+fn challenge_requests_give_no_right_and_the_submission_token_cannot_kill() {
+    use sigma_tests::raw::Raw;
+    use xmlwire::protocol::Hex;
+    let mut manage = Manage::start(&["--until", "100000000000"]);
+
+    // Nonces on demand, each replacing the last; a made-up answer is refused.
+    let mut stranger = Raw::connect(manage.address);
+    let first = stranger.ask("<challenge-request/>");
+    let second = stranger.ask("<challenge-request/>");
+    let (first, second) = (attr(&first, "nonce"), attr(&second, "nonce"));
+    assert!(first.is_some() && second.is_some() && first != second);
+    stranger.send_ok(format!("<kill mac=\"{}\"/>", "ab".repeat(32)));
+    stranger.expect_error_and_close("unauthorized");
+
+    // The submission token answers right, and still may not stop the cluster.
+    let submit = std::fs::read_to_string(manage.state.path().join("submit-token"))
+        .expect("the submission token");
+    let mut submitter = Raw::connect(manage.address);
+    let challenge = submitter.ask("<challenge-request/>");
+    let nonce = attr(&challenge, "nonce").expect("a nonce");
+    let mac = xmlwire::auth::answer(submit.trim(), Hex::new(&nonce).expect("hex nonce"));
+    submitter.send_ok(format!("<kill mac=\"{mac}\"/>"));
+    let why = submitter.expect_error_and_close("unauthorized");
+    assert!(why.contains("no other right"), "{why}");
+
+    // Nothing changed: manage serves, and the cluster token stops it.
+    let (code, lines, _) = manage.report(&["--xml"]);
+    assert!(code.success());
+    assert!(lines.concat().starts_with("<status "), "{lines:?}");
+    let (code, lines, _) = manage.report(&["-k"]);
+    assert!(code.success(), "{lines:?}");
+    manage.process.expect_clean_exit(Duration::from_secs(10));
+}
